@@ -1,0 +1,263 @@
+// One loaded model: the ONNX sessions of a pack (one wrapper per network, as OnnxStack does),
+// with the conversions at the network boundary — float64 engine states in, float64 out,
+// float32 only inside the call — and classifier-free guidance as one batched call.
+import { RetraceError } from '../errors.js';
+import type { PackManifest } from '../packs/schema.js';
+import { NetworkSession, type RuntimeOptions } from '../runtime/session.js';
+
+export interface TextTokenizer {
+  readonly maxLength: number;
+  encode(prompt: string): Int32Array;
+}
+
+/** What a pipeline needs to know about a pack: its manifest, resolved files and tokenizer. */
+export interface ModelSource {
+  id: string;
+  manifest: PackManifest;
+  unetSha256: string;
+  files: { unet: string; textEncoder?: string; vaeEncoder?: string; vaeDecoder?: string };
+  loadTokenizer?: () => Promise<TextTokenizer>;
+  /** Offset added to every grid timestep (Stable Diffusion's steps_offset). */
+  stepsOffset?: number;
+}
+
+/** Text conditioning for one prompt pair, ready to be batched. */
+export interface Conditioning {
+  uncond: Float32Array;
+  cond: Float32Array;
+  /** [L, D] of one row. */
+  rowShape: [number, number];
+}
+
+function requireFile(source: ModelSource, key: keyof ModelSource['files']): string {
+  const file = source.files[key];
+  if (!file) throw new RetraceError('BAD_PACK', `pack ${source.id} has no ${key} network`);
+  return file;
+}
+
+export class DiffusionModel {
+  private unetSession: NetworkSession | undefined;
+  private textSession: NetworkSession | undefined;
+  private vaeEncSession: NetworkSession | undefined;
+  private vaeDecSession: NetworkSession | undefined;
+  private tokenizer: TextTokenizer | undefined;
+  private readonly promptCache = new Map<string, Float32Array>();
+
+  constructor(
+    readonly source: ModelSource,
+    private readonly runtime: RuntimeOptions = {},
+  ) {}
+
+  get manifest(): PackManifest {
+    return this.source.manifest;
+  }
+
+  /** Sessions opened so far (for reports: provider used, time inside run). */
+  sessions(): NetworkSession[] {
+    return [this.unetSession, this.textSession, this.vaeEncSession, this.vaeDecSession].filter(
+      (s): s is NetworkSession => s !== undefined,
+    );
+  }
+
+  /** Seconds spent inside onnxruntime's run across all of this model's networks. */
+  networkSeconds(): number {
+    return this.sessions().reduce((sum, s) => sum + s.runSeconds, 0);
+  }
+
+  networkCalls(): number {
+    return this.sessions().reduce((sum, s) => sum + s.runs, 0);
+  }
+
+  async unet(): Promise<NetworkSession> {
+    this.unetSession ??= await NetworkSession.open(requireFile(this.source, 'unet'), this.runtime);
+    return this.unetSession;
+  }
+
+  private async textEncoder(): Promise<NetworkSession> {
+    this.textSession ??= await NetworkSession.open(
+      requireFile(this.source, 'textEncoder'),
+      this.runtime,
+    );
+    return this.textSession;
+  }
+
+  private async vaeEncoder(): Promise<NetworkSession> {
+    this.vaeEncSession ??= await NetworkSession.open(
+      requireFile(this.source, 'vaeEncoder'),
+      this.runtime,
+    );
+    return this.vaeEncSession;
+  }
+
+  private async vaeDecoder(): Promise<NetworkSession> {
+    this.vaeDecSession ??= await NetworkSession.open(
+      requireFile(this.source, 'vaeDecoder'),
+      this.runtime,
+    );
+    return this.vaeDecSession;
+  }
+
+  /** Opens every network now (so the first step is not slowed by session creation). */
+  async warm(): Promise<void> {
+    await this.unet();
+    if (this.source.files.textEncoder) await this.textEncoder();
+    if (this.source.files.vaeEncoder) await this.vaeEncoder();
+    if (this.source.files.vaeDecoder) await this.vaeDecoder();
+  }
+
+  /** The text encoder's hidden states for one prompt, [L, D] flattened; cached per prompt. */
+  async encodePrompt(prompt: string): Promise<{ states: Float32Array; shape: [number, number] }> {
+    if (!this.source.loadTokenizer)
+      throw new RetraceError('BAD_PACK', `pack ${this.source.id} has no tokenizer`);
+    this.tokenizer ??= await this.source.loadTokenizer();
+    const cached = this.promptCache.get(prompt);
+    const L = this.tokenizer.maxLength;
+    if (cached) return { states: cached, shape: [L, cached.length / L] };
+    const ids = this.tokenizer.encode(prompt);
+    const session = await this.textEncoder();
+    const out = await session.run(
+      { input_ids: { data: ids, dims: [1, ids.length] } },
+      'last_hidden_state',
+    );
+    const D = out.dims[2];
+    if (out.dims.length !== 3 || D === undefined || out.dims[1] !== L) {
+      throw new RetraceError(
+        'BAD_PACK',
+        `${session.file}: last_hidden_state has shape [${out.dims}], expected [1, ${L}, D]`,
+      );
+    }
+    this.promptCache.set(prompt, out.data);
+    return { states: out.data, shape: [L, D] };
+  }
+
+  async conditioning(prompt: string, negativePrompt: string): Promise<Conditioning> {
+    const c = await this.encodePrompt(prompt);
+    const u = await this.encodePrompt(negativePrompt);
+    return { cond: c.states, uncond: u.states, rowShape: c.shape };
+  }
+
+  /**
+   * The network's raw output for a batch: `z` is B rows of `rowShape` (batch-major, float64),
+   * one timestep per row, and optional text states (B rows of [L, D]).
+   */
+  async predict(
+    z: Float64Array,
+    rowShape: readonly number[],
+    timesteps: readonly number[],
+    text?: Float32Array,
+  ): Promise<Float64Array> {
+    const session = await this.unet();
+    const B = timesteps.length;
+    const feeds: Parameters<NetworkSession['run']>[0] = {
+      sample: { data: Float32Array.from(z), dims: [B, ...rowShape] },
+      timestep: { data: timesteps, dims: [B] },
+    };
+    if (text) {
+      const perRow = text.length / B;
+      const L = this.tokenizer?.maxLength ?? 0;
+      feeds.encoder_hidden_states = { data: text, dims: [B, L, perRow / L] };
+    }
+    const out = await session.run(
+      feeds,
+      session.outputs.some((o) => o.name === 'out_sample') ? 'out_sample' : undefined,
+    );
+    if (out.data.length !== z.length) {
+      throw new RetraceError(
+        'BAD_PACK',
+        `${session.file}: output has ${out.data.length} values, expected ${z.length}`,
+      );
+    }
+    return Float64Array.from(out.data);
+  }
+
+  /**
+   * Guided noise for B rows: ε_u + g·(ε_c − ε_u), both branches in ONE call of batch 2B.
+   * With g = 1 or no negative branch needed, a single conditional call of batch B.
+   */
+  async guidedNoise(
+    z: Float64Array,
+    rowShape: readonly number[],
+    timesteps: readonly number[],
+    conditioning: Conditioning | undefined,
+    guidance: number,
+  ): Promise<Float64Array> {
+    const B = timesteps.length;
+    if (!conditioning) return this.predict(z, rowShape, timesteps);
+    const rowText = conditioning.cond.length;
+    if (guidance === 1) {
+      const text = new Float32Array(rowText * B);
+      for (let b = 0; b < B; b++) text.set(conditioning.cond, b * rowText);
+      return this.predict(z, rowShape, timesteps, text);
+    }
+    const n = z.length / B;
+    const zz = new Float64Array(2 * z.length);
+    zz.set(z, 0);
+    zz.set(z, z.length);
+    const text = new Float32Array(2 * B * rowText);
+    for (let b = 0; b < B; b++) {
+      text.set(conditioning.uncond, b * rowText);
+      text.set(conditioning.cond, (B + b) * rowText);
+    }
+    const both = await this.predict(zz, rowShape, [...timesteps, ...timesteps], text);
+    const eps = new Float64Array(z.length);
+    for (let i = 0; i < B * n; i++) {
+      const u = both[i] as number;
+      const c = both[B * n + i] as number;
+      eps[i] = u + guidance * (c - u);
+    }
+    return eps;
+  }
+
+  /** VAE encoder: image [1,3,H,W] in [-1,1] → scaled latent (posterior mean × scale), float64. */
+  async encodeImage(
+    chw: Float32Array,
+    height: number,
+    width: number,
+  ): Promise<{ latent: Float64Array; shape: number[] }> {
+    const session = await this.vaeEncoder();
+    const out = await session.run({ sample: { data: chw, dims: [1, 3, height, width] } });
+    const latentSpec = this.manifest.latent;
+    if (!latentSpec)
+      throw new RetraceError('BAD_PACK', `pack ${this.source.id} has no latent settings`);
+    const C = latentSpec.channels;
+    const [, outC, h, w] = out.dims;
+    if (outC === undefined || h === undefined || w === undefined) {
+      throw new RetraceError('BAD_PACK', `${session.file}: unexpected output shape [${out.dims}]`);
+    }
+    // Some exporters return the posterior's parameters (mean ‖ log-variance): keep the mean.
+    if (outC !== C && outC !== 2 * C) {
+      throw new RetraceError(
+        'BAD_PACK',
+        `${session.file}: output has ${outC} channels, expected ${C}`,
+      );
+    }
+    const latent = new Float64Array(C * h * w);
+    for (let i = 0; i < latent.length; i++) latent[i] = (out.data[i] as number) * latentSpec.scale;
+    return { latent, shape: [C, h, w] };
+  }
+
+  /** VAE decoder: scaled latent → image [3,H,W] in [-1,1] (float32, as the network gives it). */
+  async decodeLatent(
+    latent: Float64Array,
+    shape: readonly number[],
+  ): Promise<{ chw: Float32Array; height: number; width: number }> {
+    const session = await this.vaeDecoder();
+    const scale = this.manifest.latent?.scale ?? 1;
+    const z = new Float32Array(latent.length);
+    for (let i = 0; i < z.length; i++) z[i] = (latent[i] as number) / scale;
+    const out = await session.run({ latent_sample: { data: z, dims: [1, ...shape] } });
+    const [, c, height, width] = out.dims;
+    if (c !== 3 || height === undefined || width === undefined) {
+      throw new RetraceError(
+        'BAD_PACK',
+        `${session.file}: decoder output has shape [${out.dims}], expected [1,3,H,W]`,
+      );
+    }
+    return { chw: out.data, height, width };
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.all(this.sessions().map((s) => s.dispose()));
+    this.unetSession = this.textSession = this.vaeEncSession = this.vaeDecSession = undefined;
+  }
+}

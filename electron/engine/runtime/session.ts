@@ -1,0 +1,225 @@
+// The only place that talks to onnxruntime-node. One NetworkSession wraps one ONNX file:
+// it picks an execution provider (the platform's accelerators tried one at a time, CPU as the
+// fallback, every failure kept as a reason the user can read), adapts feeds to the dtypes the
+// graph declares, and counts the time spent inside `run` so benchmarks can separate engine
+// overhead from network time.
+import ort from 'onnxruntime-node';
+import { RetraceError } from '../errors.js';
+
+export type ProviderName = 'cuda' | 'dml' | 'coreml' | 'webgpu' | 'cpu';
+export type ProviderPreference = 'auto' | ProviderName;
+
+export interface RuntimeOptions {
+  /** 'auto' tries the platform's accelerators in order, then CPU. */
+  provider?: ProviderPreference;
+  /** Intra-op threads for CPU work; 0 or absent lets onnxruntime decide (one per core). */
+  threads?: number;
+}
+
+export interface ProviderAttempt {
+  provider: ProviderName;
+  error?: string;
+}
+
+export interface ProviderReport {
+  used: ProviderName;
+  attempts: ProviderAttempt[];
+}
+
+export type ValueType = 'float32' | 'float64' | 'float16' | 'int64' | 'int32' | 'uint8' | 'other';
+
+export interface ValueInfo {
+  name: string;
+  type: ValueType;
+  /** Dimensions; symbolic ones are strings (e.g. 'batch'). */
+  shape: (number | string)[];
+}
+
+/** A feed in engine terms: numbers the session converts to the input's declared type. */
+export interface Feed {
+  data: Float32Array | Float64Array | Int32Array | BigInt64Array | readonly number[];
+  dims: readonly number[];
+}
+
+export interface RunResult {
+  data: Float32Array;
+  dims: number[];
+}
+
+const platformOrder: Record<string, ProviderName[]> = {
+  linux: ['cuda', 'webgpu'],
+  win32: ['dml', 'webgpu'],
+  darwin: ['coreml', 'webgpu'],
+};
+
+/** The providers this build of onnxruntime-node can try here, best first, CPU last. */
+export function candidateProviders(preference: ProviderPreference = 'auto'): ProviderName[] {
+  if (preference !== 'auto') return preference === 'cpu' ? ['cpu'] : [preference, 'cpu'];
+  const available = new Set(ort.listSupportedBackends().map((b) => b.name));
+  const order = platformOrder[process.platform] ?? [];
+  return [...order.filter((p) => available.has(p)), 'cpu'];
+}
+
+function toValueType(t: string | undefined): ValueType {
+  switch (t) {
+    case 'float32':
+    case 'float64':
+    case 'float16':
+    case 'int64':
+    case 'int32':
+    case 'uint8':
+      return t;
+    default:
+      return 'other';
+  }
+}
+
+function describeValues(meta: readonly ort.InferenceSession.ValueMetadata[]): ValueInfo[] {
+  return meta.map((m) =>
+    m.isTensor
+      ? { name: m.name, type: toValueType(m.type), shape: [...m.shape] }
+      : { name: m.name, type: 'other', shape: [] },
+  );
+}
+
+function firstLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return (text.split('\n').find((l) => l.trim().length > 0) ?? text).slice(0, 300);
+}
+
+function convert(name: string, feed: Feed, type: ValueType): ort.Tensor {
+  const dims = [...feed.dims];
+  const d = feed.data;
+  switch (type) {
+    case 'float32':
+      return new ort.Tensor(
+        'float32',
+        d instanceof Float32Array ? d : Float32Array.from(d as ArrayLike<number>),
+        dims,
+      );
+    case 'float64':
+      return new ort.Tensor(
+        'float64',
+        d instanceof Float64Array ? d : Float64Array.from(d as ArrayLike<number>),
+        dims,
+      );
+    case 'int64': {
+      if (d instanceof BigInt64Array) return new ort.Tensor('int64', d, dims);
+      const src = d as ArrayLike<number>;
+      const out = new BigInt64Array(src.length);
+      for (let i = 0; i < src.length; i++) out[i] = BigInt(Math.round(src[i] as number));
+      return new ort.Tensor('int64', out, dims);
+    }
+    case 'int32':
+      return new ort.Tensor(
+        'int32',
+        d instanceof Int32Array ? d : Int32Array.from(d as ArrayLike<number>),
+        dims,
+      );
+    default:
+      throw new RetraceError(
+        'RUNTIME',
+        `network input "${name}" has type ${type}, which Retrace cannot feed`,
+      );
+  }
+}
+
+export class NetworkSession {
+  /** Wall seconds spent inside onnxruntime's run, and how many runs. */
+  runSeconds = 0;
+  runs = 0;
+
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly file: string,
+    readonly provider: ProviderReport,
+    readonly inputs: ValueInfo[],
+    readonly outputs: ValueInfo[],
+  ) {}
+
+  /** Opens `file`, trying providers one at a time; a provider that fails is never fatal. */
+  static async open(file: string, options: RuntimeOptions = {}): Promise<NetworkSession> {
+    const attempts: ProviderAttempt[] = [];
+    for (const provider of candidateProviders(options.provider)) {
+      const sessionOptions: ort.InferenceSession.SessionOptions = {
+        executionProviders: [provider],
+        graphOptimizationLevel: 'all',
+        logSeverityLevel: 3,
+      };
+      if (options.threads && options.threads > 0) {
+        sessionOptions.intraOpNumThreads = options.threads;
+        sessionOptions.interOpNumThreads = 1;
+      }
+      try {
+        const session = await ort.InferenceSession.create(file, sessionOptions);
+        attempts.push({ provider });
+        return new NetworkSession(
+          session,
+          file,
+          { used: provider, attempts },
+          describeValues(session.inputMetadata),
+          describeValues(session.outputMetadata),
+        );
+      } catch (err) {
+        attempts.push({ provider, error: firstLine(err) });
+      }
+    }
+    const reasons = attempts.map((a) => `${a.provider}: ${a.error ?? 'unknown error'}`).join('; ');
+    throw new RetraceError('RUNTIME', `${file}: cannot open the network (${reasons})`);
+  }
+
+  input(name: string): ValueInfo {
+    const info = this.inputs.find((i) => i.name === name);
+    if (!info) {
+      const have = this.inputs.map((i) => i.name).join(', ');
+      throw new RetraceError(
+        'BAD_PACK',
+        `${this.file}: the network has no input "${name}" (it has: ${have})`,
+      );
+    }
+    return info;
+  }
+
+  hasInput(name: string): boolean {
+    return this.inputs.some((i) => i.name === name);
+  }
+
+  /** Runs the network; feeds are converted to the declared input types, outputs come back as float32. */
+  async run(feeds: Record<string, Feed>, outputName?: string): Promise<RunResult> {
+    const tensors: Record<string, ort.Tensor> = {};
+    for (const [name, feed] of Object.entries(feeds))
+      tensors[name] = convert(name, feed, this.input(name).type);
+    const wanted = outputName ?? this.outputs[0]?.name;
+    if (!wanted)
+      throw new RetraceError('BAD_PACK', `${this.file}: the network declares no outputs`);
+    const started = performance.now();
+    let result: ort.InferenceSession.ReturnType;
+    try {
+      result = await this.session.run(tensors, [wanted]);
+    } catch (err) {
+      throw new RetraceError('RUNTIME', `${this.file}: network call failed: ${firstLine(err)}`, {
+        cause: err,
+      });
+    } finally {
+      this.runSeconds += (performance.now() - started) / 1000;
+      this.runs += 1;
+    }
+    const out = result[wanted];
+    if (!out)
+      throw new RetraceError('RUNTIME', `${this.file}: the network returned no "${wanted}"`);
+    const data = out.data;
+    let values: Float32Array;
+    if (data instanceof Float32Array) values = data;
+    else if (data instanceof Float64Array) values = Float32Array.from(data);
+    else
+      throw new RetraceError(
+        'RUNTIME',
+        `${this.file}: output "${wanted}" is ${out.type}, expected float`,
+      );
+    return { data: values, dims: [...out.dims] };
+  }
+
+  async dispose(): Promise<void> {
+    await this.session.release();
+  }
+}
