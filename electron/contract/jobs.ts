@@ -1,0 +1,85 @@
+// Parameters of every engine job, as zod schemas shared by the CLI, the engine host and the
+// renderer: one definition of what a valid request is, parsed once at each edge. Fields a user
+// leaves out are filled from the pack's defaults by the engine, not here.
+import { z } from 'zod';
+
+const prompt = z.string().max(4000);
+const seed = z
+  .number()
+  .int()
+  .min(0)
+  .max(2 ** 32 - 1);
+const filePath = z.string().min(1).max(4096);
+
+export const timeShiftSchema = z.strictObject({
+  window: z.number().int().min(0).max(1000),
+  cutoff: z.number().int().min(0).max(100_000),
+  variant: z.enum(['paper', 'released-code', 'data-variance']).default('paper'),
+});
+
+export const samplerSchema = z.enum(['ddim', 'bdia']);
+
+export const generateParamsSchema = z.strictObject({
+  model: z.string().min(1),
+  prompt,
+  negativePrompt: prompt.default(''),
+  steps: z.number().int().min(1).max(1000).optional(),
+  guidance: z.number().min(0).max(50).optional(),
+  seed: seed.optional(),
+  count: z.number().int().min(1).max(256).default(1),
+  sampler: samplerSchema.default('ddim'),
+  gamma: z.number().min(0).max(1).optional(),
+  eta: z.number().min(0).max(1).default(0),
+  /** `null` turns Time-Shift off; absent uses the pack's default. */
+  timeShift: timeShiftSchema.nullable().optional(),
+  width: z.number().int().min(8).max(4096).optional(),
+  height: z.number().int().min(8).max(4096).optional(),
+});
+
+export const invertParamsSchema = z.strictObject({
+  model: z.string().min(1),
+  image: filePath,
+  prompt,
+  negativePrompt: prompt.default(''),
+  steps: z.number().int().min(2).max(1000).optional(),
+  strength: z.number().gt(0).max(1).optional(),
+  gamma: z.number().gt(0).max(1).optional(),
+  guidance: z.number().min(0).max(50).optional(),
+  /** Accept γ below the safe limit (errors grow like (1/γ)^M). */
+  allowLowGamma: z.boolean().default(false),
+});
+
+export const replayParamsSchema = z.strictObject({
+  inversion: filePath,
+  /** The edit: a new prompt; absent replays the source prompt (the round trip). */
+  prompt: prompt.optional(),
+  negativePrompt: prompt.optional(),
+  guidance: z.number().min(0).max(50).optional(),
+  model: z.string().min(1).optional(),
+});
+
+export const roundtripParamsSchema = invertParamsSchema.extend({
+  method: z.enum(['bdia', 'ddim-inversion']).default('bdia'),
+});
+
+export const restoreParamsSchema = z.strictObject({
+  model: z.string().min(1),
+  inputs: z.array(filePath).min(1),
+  outputDir: filePath,
+  recursive: z.boolean().default(false),
+  skipExisting: z.boolean().default(false),
+  seed: seed.default(0),
+  tile: z.number().int().min(16).max(4096).optional(),
+  overlap: z.number().int().min(0).max(1024).optional(),
+  steps: z.number().int().min(1).max(100).optional(),
+  format: z.enum(['same', 'png', 'jpeg', 'webp', 'tiff', 'avif']).default('same'),
+  /** Where to write the JSON report (a CSV goes beside it); absent: `<outputDir>/retrace-report.json`. */
+  report: filePath.optional(),
+});
+
+export type GenerateParams = z.input<typeof generateParamsSchema>;
+export type InvertParams = z.input<typeof invertParamsSchema>;
+export type ReplayParams = z.input<typeof replayParamsSchema>;
+export type RoundtripParams = z.input<typeof roundtripParamsSchema>;
+export type RestoreParams = z.input<typeof restoreParamsSchema>;
+export type TimeShift = z.output<typeof timeShiftSchema>;
