@@ -1,0 +1,245 @@
+// BDIA-DDIM (Zhang, Lewis, Kleijn, ECCV 2024; ALGORITHMS.md §1): DDIM made exactly invertible by
+// coupling three consecutive states, z_{k−1} = γ·z_{k+1} + G_k(z_k). Sampling, inversion and
+// replay from a stored pair, one network call per step.
+import { RetraceError } from '../errors.js';
+import { ddimMap, toEpsilon } from './ddim.js';
+import {
+  checkLevels,
+  NetworkCalls,
+  rowLength,
+  sameTimestep,
+  type LoopOptions,
+  type LoopResult,
+  type NoiseEstimator,
+  type Prediction,
+} from './loop.js';
+import { alphaBarAt, type NoiseSchedule } from './schedule.js';
+import { sampleVariance, shiftedTimestep } from './time-shift.js';
+
+/** Below this γ, inversion errors grow like (1/γ)^M; inversion refuses it unless told otherwise. */
+export const MIN_INVERSION_GAMMA = 0.85;
+
+export interface BdiaOptions extends LoopOptions {
+  /** γ ∈ [0, 1]: the weight of z_{k+1}; 0 is DDIM (not invertible). */
+  gamma: number;
+  batch?: number;
+  prediction?: Prediction;
+  /**
+   * Time-Shift inside G_k (paper semantics): the network time and the "from" coefficients of
+   * G_k are the τ chosen from z_k's own variance, a deterministic function of z_k, so inversion
+   * stays exact. Applied at every G_k whose level is above the cutoff.
+   */
+  timeShift?: { window: number; cutoff: number };
+}
+
+export interface BdiaInversionOptions extends BdiaOptions {
+  /** Invert with γ below {@link MIN_INVERSION_GAMMA} anyway (a warning is still given). */
+  allowLowGamma?: boolean;
+  /** Receives warnings; without it they go to process.emitWarning. */
+  onWarning?: (message: string) => void;
+}
+
+/** The pair an inversion stores and a replay starts from: (z_M, z_{M−1}). */
+export interface BdiaPair {
+  top: Float64Array;
+  next: Float64Array;
+}
+
+export interface BdiaInversionResult extends BdiaPair {
+  nfe: number;
+}
+
+function checkGamma(gamma: number, lowest: number): void {
+  if (!(gamma >= lowest && gamma <= 1)) {
+    throw new RetraceError(
+      'BAD_INPUT',
+      `gamma must be in ${lowest === 0 ? '[0' : '(0'}, 1], got ${gamma}`,
+    );
+  }
+}
+
+/**
+ * G_k(z) = φ(z, ε_k; λ_k→λ_{k−1}) − γ·φ(z, ε_k; λ_k→λ_{k+1}) with ε_k = ε̂(z, λ_k) (or, with a
+ * Time-Shift, ε̂(z, τ) and τ in place of λ_k), row by row. One network call.
+ */
+async function coupling(
+  schedule: NoiseSchedule,
+  z: Float64Array,
+  levels: readonly number[],
+  k: number,
+  network: NetworkCalls,
+  options: BdiaOptions,
+): Promise<Float64Array> {
+  const batch = options.batch ?? 1;
+  const n = z.length / batch;
+  const below = levels[k - 1] as number;
+  const above = levels[k + 1] as number;
+  const level = levels[k] as number;
+  const shift = options.timeShift;
+  const times = Array.from({ length: batch }, (_, b) =>
+    shift && shift.window > 0
+      ? shiftedTimestep(schedule, sampleVariance(z.subarray(b * n, (b + 1) * n)), {
+          nominal: level,
+          below,
+          above,
+          window: shift.window,
+          cutoff: shift.cutoff,
+        })
+      : level,
+  );
+  const alphaBars = times.map((t) => alphaBarAt(schedule, t));
+  const out = await network.call(z, times);
+  const eps = toEpsilon(out, z, alphaBars, options.prediction ?? 'epsilon');
+  const alphaBarBelow = alphaBarAt(schedule, below);
+  const alphaBarAbove = alphaBarAt(schedule, above);
+  const g = new Float64Array(z.length);
+  alphaBars.forEach((alphaBar, b) => {
+    const rows = [b * n, (b + 1) * n] as const;
+    const zb = z.subarray(...rows);
+    const eb = eps.subarray(...rows);
+    const down = ddimMap(zb, eb, alphaBar, alphaBarBelow);
+    const up = ddimMap(zb, eb, alphaBar, alphaBarAbove);
+    for (let i = 0; i < n; i++) {
+      g[rows[0] + i] = (down[i] as number) - options.gamma * (up[i] as number);
+    }
+  });
+  return g;
+}
+
+/** z_{k−1} = γ·z_{k+1} + G_k(z_k) for k = from … 1; returns z_0. */
+async function descend(
+  schedule: NoiseSchedule,
+  above: Float64Array,
+  current: Float64Array,
+  levels: readonly number[],
+  from: number,
+  network: NetworkCalls,
+  options: BdiaOptions,
+): Promise<Float64Array> {
+  let [zAbove, z] = [above, current];
+  for (let k = from; k >= 1; k--) {
+    const g = await coupling(schedule, z, levels, k, network, options);
+    const below = new Float64Array(z.length);
+    for (let i = 0; i < z.length; i++)
+      below[i] = options.gamma * (zAbove[i] as number) + (g[i] as number);
+    [zAbove, z] = [z, below];
+  }
+  return z;
+}
+
+function checkInputs(
+  schedule: NoiseSchedule,
+  levels: readonly number[],
+  z: Float64Array,
+  options: BdiaOptions,
+): void {
+  checkLevels(schedule, levels);
+  rowLength(z, options.batch ?? 1);
+}
+
+/**
+ * Text-to-image from pure noise `z` at λ_M: one plain DDIM step to λ_{M−1} (there is no z_{M+1}
+ * yet), then BDIA for k = M−1 … 1. Returns z_0; NFE = M.
+ */
+export async function sampleBdia(
+  schedule: NoiseSchedule,
+  z: Float64Array,
+  levels: readonly number[],
+  eps: NoiseEstimator,
+  options: BdiaOptions,
+): Promise<LoopResult> {
+  checkInputs(schedule, levels, z, options);
+  checkGamma(options.gamma, 0);
+  const batch = options.batch ?? 1;
+  const top = levels.length - 1;
+  const network = new NetworkCalls(eps, top, options);
+  const level = levels[top] as number;
+  const alphaBar = alphaBarAt(schedule, level);
+  const out = await network.call(z, sameTimestep(level, batch));
+  const e = toEpsilon(
+    out,
+    z,
+    new Array<number>(batch).fill(alphaBar),
+    options.prediction ?? 'epsilon',
+  );
+  const next = ddimMap(z, e, alphaBar, alphaBarAt(schedule, levels[top - 1] as number));
+  const sample = await descend(
+    schedule,
+    Float64Array.from(z),
+    next,
+    levels,
+    top - 1,
+    network,
+    options,
+  );
+  return { sample, nfe: network.count };
+}
+
+/**
+ * Exact inversion of a clean latent `x` at λ_0 = λ_1 (start pair (x, x); the network call at λ_0
+ * would be pointless): z_{k+1} = (z_{k−1} − G_k(z_k))/γ for k = 1 … M−1. Returns the pair to
+ * store, (z_M, z_{M−1}); NFE = M − 1. γ below {@link MIN_INVERSION_GAMMA} is refused unless
+ * `allowLowGamma` is set.
+ */
+export async function invertBdia(
+  schedule: NoiseSchedule,
+  x: Float64Array,
+  levels: readonly number[],
+  eps: NoiseEstimator,
+  options: BdiaInversionOptions,
+): Promise<BdiaInversionResult> {
+  checkInputs(schedule, levels, x, options);
+  checkGamma(options.gamma, Number.MIN_VALUE);
+  if (options.gamma < MIN_INVERSION_GAMMA) {
+    const message = `gamma ${options.gamma} is below ${MIN_INVERSION_GAMMA}: inversion errors grow like (1/gamma)^${levels.length - 1}`;
+    if (!options.allowLowGamma) {
+      throw new RetraceError(
+        'BAD_INPUT',
+        `${message}; use gamma ≥ ${MIN_INVERSION_GAMMA} (0.94 advised)`,
+      );
+    }
+    (options.onWarning ?? ((m: string) => process.emitWarning(m)))(message);
+  }
+  const top = levels.length - 1;
+  const network = new NetworkCalls(eps, top - 1, options);
+  let [zBelow, z] = [Float64Array.from(x), Float64Array.from(x)];
+  for (let k = 1; k < top; k++) {
+    const g = await coupling(schedule, z, levels, k, network, options);
+    const above = new Float64Array(z.length);
+    for (let i = 0; i < z.length; i++)
+      above[i] = ((zBelow[i] as number) - (g[i] as number)) / options.gamma;
+    [zBelow, z] = [z, above];
+  }
+  return { top: z, next: zBelow, nfe: network.count };
+}
+
+/**
+ * Sampling from a stored pair (z_M, z_{M−1}): k = M−1 … 1, no bootstrap step, the first network
+ * call at λ_{M−1}. With the inversion's levels, γ, network and conditioning it returns the
+ * inverted latent; with another prompt it is the edit. NFE = M − 1.
+ */
+export async function replayBdia(
+  schedule: NoiseSchedule,
+  pair: BdiaPair,
+  levels: readonly number[],
+  eps: NoiseEstimator,
+  options: BdiaOptions,
+): Promise<LoopResult> {
+  checkInputs(schedule, levels, pair.top, options);
+  if (pair.next.length !== pair.top.length) {
+    throw new RetraceError('BAD_INPUT', 'replay: the stored pair has states of different sizes');
+  }
+  checkGamma(options.gamma, Number.MIN_VALUE);
+  const top = levels.length - 1;
+  const network = new NetworkCalls(eps, top - 1, options);
+  const sample = await descend(
+    schedule,
+    Float64Array.from(pair.top),
+    Float64Array.from(pair.next),
+    levels,
+    top - 1,
+    network,
+    options,
+  );
+  return { sample, nfe: network.count };
+}

@@ -1,0 +1,160 @@
+import { describe, expect, it } from 'vitest';
+import { CancelledError, RetraceError } from '../../../electron/engine/errors.js';
+import { invertBdia, replayBdia, sampleBdia } from '../../../electron/engine/schedulers/bdia.js';
+import { sampleDdim } from '../../../electron/engine/schedulers/ddim.js';
+import type { NoiseEstimator } from '../../../electron/engine/schedulers/loop.js';
+import {
+  buildSchedule,
+  editLevels,
+  samplingLevels,
+} from '../../../electron/engine/schedulers/schedule.js';
+import { maxAbsDiff } from '../../../electron/engine/runtime/tensors.js';
+
+const sd = buildSchedule({
+  kind: 'scaled_linear',
+  betaStart: 0.00085,
+  betaEnd: 0.012,
+  trainSteps: 1000,
+});
+const { levels } = editLevels(1000, 50, 0.8);
+const d = 16;
+const x = Float64Array.from({ length: d }, (_, j) => 0.5 * Math.cos(0.7 * j));
+
+/** ALGORITHMS.md §1's model-free ε: smooth, nonlinear, coupled across entries, level-dependent. */
+const toyEps: NoiseEstimator = (z, timesteps) => {
+  const n = z.length / timesteps.length;
+  const out = new Float64Array(z.length);
+  timesteps.forEach((level, b) => {
+    for (let j = 0; j < n; j++) {
+      const zj = z[b * n + j] as number;
+      const next = z[b * n + ((j + 1) % n)] as number;
+      out[b * n + j] = Math.sin(1.3 * zj + 0.001 * level + 0.1 * j) + 0.5 * Math.tanh(next);
+    }
+  });
+  return out;
+};
+
+const sum = (a: Float64Array) => a.reduce((s, v) => s + v, 0);
+
+describe('BDIA model-free check (ALGORITHMS.md §1)', () => {
+  for (const [gamma, expected] of [
+    [1, 12.2873110692],
+    [0.94, 6.50884646034],
+  ] as const) {
+    it(`γ = ${gamma}: sum(z_40) = ${expected} and the round trip returns x within 1e-12`, async () => {
+      const inverted = await invertBdia(sd, x, levels, toyEps, { gamma });
+      console.log(`γ = ${gamma}: sum(z_40) = ${sum(inverted.top).toPrecision(15)}`);
+      expect(Math.abs(sum(inverted.top) / expected - 1)).toBeLessThan(1e-9);
+      const back = await replayBdia(sd, inverted, levels, toyEps, { gamma });
+      const err = maxAbsDiff(back.sample, x);
+      console.log(`γ = ${gamma}: round trip max |error| = ${err.toExponential(2)}`);
+      expect(err).toBeLessThanOrEqual(1e-12);
+      expect(inverted.nfe).toBe(39);
+      expect(back.nfe).toBe(39);
+    });
+  }
+
+  it('inverts and replays batch rows independently', async () => {
+    const y = Float64Array.from(x, (v) => -0.3 * v + 0.1);
+    const both = new Float64Array([...x, ...y]);
+    const inverted = await invertBdia(sd, both, levels, toyEps, { gamma: 0.94, batch: 2 });
+    const alone = await invertBdia(sd, y, levels, toyEps, { gamma: 0.94 });
+    expect(maxAbsDiff(inverted.top.subarray(d), alone.top)).toBe(0);
+    const back = await replayBdia(sd, inverted, levels, toyEps, { gamma: 0.94, batch: 2 });
+    expect(maxAbsDiff(back.sample, both)).toBeLessThanOrEqual(1e-12);
+  });
+
+  it('stays exact with a Time-Shift inside G_k (a deterministic function of z_k)', async () => {
+    const timesteps: number[] = [];
+    const recording: NoiseEstimator = (z, t, i) => {
+      timesteps.push(...t);
+      return toyEps(z, t, i);
+    };
+    const options = { gamma: 0.94, timeShift: { window: 10, cutoff: 100 } };
+    const inverted = await invertBdia(sd, x, levels, recording, options);
+    const back = await replayBdia(sd, inverted, levels, recording, options);
+    expect(maxAbsDiff(back.sample, x)).toBeLessThanOrEqual(1e-12);
+    // The shift was really used, and never below the cutoff.
+    const nominal = [...levels.slice(1, -1), ...levels.slice(1, -1).reverse()];
+    expect(timesteps.some((t, i) => t !== nominal[i])).toBe(true);
+    timesteps.forEach((t, i) => {
+      if ((nominal[i] as number) <= 100) expect(t).toBe(nominal[i]);
+    });
+  });
+});
+
+describe('BDIA sampling from noise', () => {
+  it('starts with one plain DDIM step, then one network call per step (NFE = steps)', async () => {
+    const grid = samplingLevels(1000, 10);
+    const noise = Float64Array.from({ length: d }, (_, j) => Math.sin(3.1 * j + 0.2));
+    const seen: number[] = [];
+    const result = await sampleBdia(
+      sd,
+      noise,
+      grid,
+      (z, t, i) => {
+        seen.push(t[0] as number);
+        return toyEps(z, t, i);
+      },
+      { gamma: 0.5 },
+    );
+    expect(result.nfe).toBe(10);
+    expect(seen).toEqual([900, 800, 700, 600, 500, 400, 300, 200, 100, 0]);
+    // γ = 0 is DDIM.
+    const bdia0 = await sampleBdia(sd, noise, grid, toyEps, { gamma: 0 });
+    const ddim = await sampleDdim(sd, noise, grid, toyEps);
+    expect(maxAbsDiff(bdia0.sample, ddim.sample)).toBeLessThan(1e-12);
+  });
+});
+
+describe('BDIA guards', () => {
+  it('refuses γ below 0.85 for inversion, naming gamma', async () => {
+    const attempt = invertBdia(sd, x, levels, toyEps, { gamma: 0.5 });
+    await expect(attempt).rejects.toBeInstanceOf(RetraceError);
+    await expect(invertBdia(sd, x, levels, toyEps, { gamma: 0.5 })).rejects.toMatchObject({
+      code: 'BAD_INPUT',
+      message: expect.stringMatching(/gamma/),
+    });
+    await expect(invertBdia(sd, x, levels, toyEps, { gamma: 0 })).rejects.toThrow(/gamma/);
+  });
+
+  it('inverts with a low γ when allowLowGamma is passed, and warns', async () => {
+    const warnings: string[] = [];
+    const result = await invertBdia(sd, x, levels, toyEps, {
+      gamma: 0.5,
+      allowLowGamma: true,
+      onWarning: (m) => warnings.push(m),
+    });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/gamma 0.5/);
+    // γ = 0.5 destroys the round trip: (1/γ)^M amplification, as ALGORITHMS.md warns.
+    const back = await replayBdia(sd, result, levels, toyEps, { gamma: 0.5 });
+    expect(maxAbsDiff(back.sample, x)).toBeGreaterThan(1e-6);
+  });
+
+  it('checks the signal before every network call', async () => {
+    const controller = new AbortController();
+    let calls = 0;
+    const attempt = invertBdia(
+      sd,
+      x,
+      levels,
+      (z, t, i) => {
+        if (++calls === 3) controller.abort();
+        return toyEps(z, t, i);
+      },
+      { gamma: 0.94, signal: controller.signal },
+    );
+    await expect(attempt).rejects.toBeInstanceOf(CancelledError);
+    expect(calls).toBe(3);
+  });
+
+  it('reports progress after each network call', async () => {
+    const steps: string[] = [];
+    await invertBdia(sd, x, levels.slice(0, 4), toyEps, {
+      gamma: 1,
+      onStep: (done, total) => steps.push(`${done}/${total}`),
+    });
+    expect(steps).toEqual(['1/2', '2/2']);
+  });
+});
