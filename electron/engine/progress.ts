@@ -7,6 +7,8 @@ export interface ProgressEvent {
   total: number;
   /** Free-form extra detail, e.g. the file being processed. */
   detail?: string;
+  /** A small PNG of the current estimate (the UI's live preview), when the pipeline makes one. */
+  preview?: string;
 }
 
 export interface RunOptions {
