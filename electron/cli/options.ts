@@ -25,24 +25,38 @@ export function floatOption(name: string, min: number, max: number) {
   };
 }
 
+export type TimeShiftVariantOption = 'paper' | 'released-code' | 'data-variance';
+
 export interface TimeShiftOption {
   window: number;
   cutoff: number;
+  variant: TimeShiftVariantOption;
 }
 
-/** `W:CUTOFF` (e.g. `80:300`), or `off`. */
+const TIME_SHIFT_VARIANTS: readonly TimeShiftVariantOption[] = [
+  'paper',
+  'released-code',
+  'data-variance',
+];
+
+/** `W:CUTOFF[:VARIANT]` (e.g. `80:300`, `40:200:data-variance`), or `off`. */
 export function timeShiftOption(value: string): TimeShiftOption | null {
   if (value === 'off' || value === 'none') return null;
-  const m = /^(\d+):(\d+)$/.exec(value.trim());
+  const m = /^(\d+):(\d+)(?::([a-z-]+))?$/.exec(value.trim());
   if (!m)
     throw new InvalidArgumentError(
-      `--time-shift must be WINDOW:CUTOFF (e.g. 80:300) or "off", got "${value}".`,
+      `--time-shift must be WINDOW:CUTOFF[:VARIANT] (e.g. 80:300) or "off", got "${value}".`,
     );
   const window = Number(m[1]);
   const cutoff = Number(m[2]);
+  const variant = (m[3] ?? 'paper') as TimeShiftVariantOption;
   if (window > 1000)
     throw new InvalidArgumentError(`--time-shift window must be at most 1000, got ${window}.`);
-  return { window, cutoff };
+  if (!TIME_SHIFT_VARIANTS.includes(variant))
+    throw new InvalidArgumentError(
+      `--time-shift variant must be one of ${TIME_SHIFT_VARIANTS.join(', ')}, got "${variant}".`,
+    );
+  return { window, cutoff, variant };
 }
 
 export function choiceOption<T extends string>(name: string, choices: readonly T[]) {
