@@ -1,0 +1,289 @@
+// Editing a real photo with BDIA (ALGORITHMS.md §1): `invertImage` walks the photo's latent up to
+// noise with the source prompt and keeps the pair (z_M, z_{M−1}); `replayInversion` walks a pair
+// back down with any prompt — the same prompt gives back the source latent to ~1e-15, another
+// prompt is the edit; `roundtrip` does both and measures the error, for BDIA or, as the inexact
+// baseline, naive DDIM inversion.
+import { invertParamsSchema, roundtripParamsSchema } from '../../contract/jobs.js';
+import type { InvertParams, RoundtripParams } from '../../contract/jobs.js';
+import { RetraceError } from '../errors.js';
+import type { RunOptions } from '../progress.js';
+import { maxAbsDiff } from '../runtime/tensors.js';
+import { invertBdia, replayBdia, type BdiaPair } from '../schedulers/bdia.js';
+import { sampleDdim } from '../schedulers/ddim.js';
+import { invertDdimNaive } from '../schedulers/ddim-inversion.js';
+import { editLevels } from '../schedulers/schedule.js';
+import {
+  ENGINE_DEFAULTS,
+  guidedEstimator,
+  requireTask,
+  scheduleOf,
+  secondsSince,
+  stepReporter,
+  stepsOffset,
+} from './common.js';
+import type { DiffusionModel } from './model.js';
+
+/** An image as the networks see it: [3, H, W] in [−1, 1]. */
+export interface ModelImage {
+  chw: Float32Array;
+  width: number;
+  height: number;
+}
+
+export interface ResolvedInvert {
+  prompt: string;
+  negativePrompt: string;
+  steps: number;
+  strength: number;
+  gamma: number;
+  guidance: number;
+  allowLowGamma: boolean;
+}
+
+/** What an inversion holds: everything a replay needs, nothing it must recompute. */
+export interface InversionState extends BdiaPair {
+  /** [1, C, h, w]. */
+  shape: number[];
+  levels: number[];
+  gamma: number;
+  guidance: number;
+  prompt: string;
+  negativePrompt: string;
+  steps: number;
+  strength: number;
+  width: number;
+  height: number;
+}
+
+export interface InvertOutput {
+  inversion: InversionState;
+  /** The source latent x (scaled), for the round-trip check. */
+  latent: Float64Array;
+  nfe: number;
+  seconds: number;
+}
+
+export interface ReplayOutput {
+  latent: Float64Array;
+  image: ModelImage;
+  nfe: number;
+  seconds: number;
+}
+
+export interface RoundtripReport {
+  method: 'bdia' | 'ddim-inversion';
+  /** max |z_0 − x| over the latent. */
+  latentMaxAbsError: number;
+  /** max |decode(z_0) − decode(x)| on the 0–255 scale: what the inversion itself changes. */
+  pixelMaxAbsError: number;
+  /** max |decode(x) − source| on the 0–255 scale: what the VAE alone loses (not the inversion). */
+  vaeMaxAbsError: number;
+  /** Network evaluations of the inversion and the replay together (guidance batched). */
+  nfe: number;
+  seconds: number;
+  levels: number[];
+  gamma?: number;
+  /** The replayed image. */
+  image: ModelImage;
+}
+
+export function resolveInvert(model: DiffusionModel, input: InvertParams): ResolvedInvert {
+  const p = invertParamsSchema.parse(input);
+  const d = model.manifest.defaults ?? {};
+  return {
+    prompt: p.prompt,
+    negativePrompt: p.negativePrompt,
+    steps: p.steps ?? ENGINE_DEFAULTS.inversionSteps,
+    strength: p.strength ?? d.strength ?? ENGINE_DEFAULTS.strength,
+    gamma: p.gamma ?? d.gamma ?? ENGINE_DEFAULTS.gamma,
+    guidance: p.guidance ?? ENGINE_DEFAULTS.guidance,
+    allowLowGamma: p.allowLowGamma,
+  };
+}
+
+function requireLatentTextModel(model: DiffusionModel): void {
+  requireTask(model, 'text-to-image');
+  if (model.manifest.space !== 'latent' || !model.manifest.components.vaeEncoder) {
+    throw new RetraceError(
+      'BAD_INPUT',
+      `pack ${model.source.id} has no VAE encoder: inversion needs a latent text-to-image pack`,
+    );
+  }
+}
+
+async function encode(model: DiffusionModel, image: ModelImage) {
+  const { latent, shape } = await model.encodeImage(image.chw, image.height, image.width);
+  return { latent, shape: [1, ...shape] };
+}
+
+async function decode(model: DiffusionModel, latent: Float64Array, shape: number[]) {
+  const { chw, width, height } = await model.decodeLatent(latent, shape.slice(1));
+  return { chw, width, height };
+}
+
+export async function invertImage(
+  model: DiffusionModel,
+  image: ModelImage,
+  input: InvertParams,
+  run: RunOptions = {},
+): Promise<InvertOutput> {
+  requireLatentTextModel(model);
+  const p = resolveInvert(model, input);
+  const started = performance.now();
+  const { levels } = editLevels(
+    model.manifest.schedule.trainSteps,
+    p.steps,
+    p.strength,
+    stepsOffset(model),
+  );
+  run.onProgress?.({ phase: 'encoding image', step: 0, total: 1 });
+  const { latent, shape } = await encode(model, image);
+  const conditioning = await model.conditioning(p.prompt, p.negativePrompt);
+  const pair = await invertBdia(
+    scheduleOf(model),
+    latent,
+    levels,
+    guidedEstimator(model, shape.slice(1), conditioning, p.guidance, run.signal),
+    {
+      gamma: p.gamma,
+      allowLowGamma: p.allowLowGamma,
+      ...(run.signal ? { signal: run.signal } : {}),
+      onStep: stepReporter(run, 'inverting'),
+      onWarning: (message) =>
+        run.onProgress?.({ phase: 'warning', step: 0, total: 0, detail: message }),
+    },
+  );
+  return {
+    inversion: {
+      top: pair.top,
+      next: pair.next,
+      shape,
+      levels,
+      gamma: p.gamma,
+      guidance: p.guidance,
+      prompt: p.prompt,
+      negativePrompt: p.negativePrompt,
+      steps: p.steps,
+      strength: p.strength,
+      width: image.width,
+      height: image.height,
+    },
+    latent,
+    nfe: pair.nfe,
+    seconds: secondsSince(started),
+  };
+}
+
+export interface ReplayOptions {
+  /** The edit prompt; absent replays the source prompt. */
+  prompt?: string;
+  negativePrompt?: string;
+  guidance?: number;
+}
+
+export async function replayInversion(
+  model: DiffusionModel,
+  inversion: InversionState,
+  options: ReplayOptions,
+  run: RunOptions = {},
+): Promise<ReplayOutput> {
+  requireLatentTextModel(model);
+  const started = performance.now();
+  const conditioning = await model.conditioning(
+    options.prompt ?? inversion.prompt,
+    options.negativePrompt ?? inversion.negativePrompt,
+  );
+  const result = await replayBdia(
+    scheduleOf(model),
+    { top: inversion.top, next: inversion.next },
+    inversion.levels,
+    guidedEstimator(
+      model,
+      inversion.shape.slice(1),
+      conditioning,
+      options.guidance ?? inversion.guidance,
+      run.signal,
+    ),
+    {
+      gamma: inversion.gamma,
+      ...(run.signal ? { signal: run.signal } : {}),
+      onStep: stepReporter(run, 'replaying'),
+    },
+  );
+  run.onProgress?.({ phase: 'decoding', step: 0, total: 1 });
+  const image = await decode(model, result.sample, inversion.shape);
+  return { latent: result.sample, image, nfe: result.nfe, seconds: secondsSince(started) };
+}
+
+/** [−1, 1] values → the 0–255 scale of an 8-bit image. */
+const TO_8BIT = 127.5;
+
+export async function roundtrip(
+  model: DiffusionModel,
+  image: ModelImage,
+  input: RoundtripParams,
+  run: RunOptions = {},
+): Promise<RoundtripReport> {
+  requireLatentTextModel(model);
+  const { method, ...rest } = roundtripParamsSchema.parse(input);
+  const started = performance.now();
+  let replayed: Float64Array;
+  let source: Float64Array;
+  let shape: number[];
+  let levels: number[];
+  let nfe: number;
+  let gamma: number | undefined;
+  if (method === 'bdia') {
+    const inverted = await invertImage(model, image, rest, run);
+    const back = await replayInversion(model, inverted.inversion, {}, run);
+    replayed = back.latent;
+    source = inverted.latent;
+    shape = inverted.inversion.shape;
+    levels = inverted.inversion.levels;
+    gamma = inverted.inversion.gamma;
+    nfe = inverted.nfe + back.nfe;
+  } else {
+    const p = resolveInvert(model, rest);
+    levels = editLevels(
+      model.manifest.schedule.trainSteps,
+      p.steps,
+      p.strength,
+      stepsOffset(model),
+    ).levels;
+    const encoded = await encode(model, image);
+    source = encoded.latent;
+    shape = encoded.shape;
+    const conditioning = await model.conditioning(p.prompt, p.negativePrompt);
+    const eps = guidedEstimator(model, shape.slice(1), conditioning, p.guidance, run.signal);
+    const schedule = scheduleOf(model);
+    const signal = run.signal ? { signal: run.signal } : {};
+    const up = await invertDdimNaive(schedule, source, levels, eps, {
+      ...signal,
+      onStep: stepReporter(run, 'inverting'),
+    });
+    const down = await sampleDdim(schedule, up.sample, levels, eps, {
+      ...signal,
+      onStep: stepReporter(run, 'replaying'),
+    });
+    replayed = down.sample;
+    nfe = up.nfe + down.nfe;
+  }
+  run.onProgress?.({ phase: 'decoding', step: 0, total: 2 });
+  const out = await decode(model, replayed, shape);
+  const reference = await decode(model, source, shape);
+  const report: RoundtripReport = {
+    method,
+    latentMaxAbsError: maxAbsDiff(replayed, source),
+    pixelMaxAbsError: maxAbsDiff(out.chw, reference.chw) * TO_8BIT,
+    vaeMaxAbsError:
+      reference.chw.length === image.chw.length
+        ? maxAbsDiff(reference.chw, image.chw) * TO_8BIT
+        : Number.NaN,
+    nfe,
+    seconds: secondsSince(started),
+    levels,
+    image: out,
+  };
+  if (gamma !== undefined) report.gamma = gamma;
+  return report;
+}
