@@ -62,6 +62,27 @@ export type Settings = z.output<typeof settingsSchema>;
 
 const none = z.strictObject({});
 
+/** The scheme main registers for images; the renderer never sees `file://`. */
+export const IMAGE_SCHEME = 'retrace';
+
+/** The URL under which main's protocol handler serves the file at `file` (an absolute path). */
+export function imageUrlFor(file: string): string {
+  return `${IMAGE_SCHEME}://image/${encodeURIComponent(file)}`;
+}
+
+/** The reverse of `imageUrlFor`; `undefined` for anything that is not one of ours. */
+export function filePathFromImageUrl(url: string): string | undefined {
+  const prefix = `${IMAGE_SCHEME}://image/`;
+  if (!url.startsWith(prefix)) return undefined;
+  const rest = url.slice(prefix.length).split(/[?#]/)[0] ?? '';
+  try {
+    const decoded = decodeURIComponent(rest);
+    return decoded.length > 0 ? decoded : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Every request/reply channel. Names are `area:verb`. */
 export const invokeChannels = {
   'app:info': { request: none, reply: z.record(z.string(), z.unknown()) },
@@ -108,6 +129,13 @@ export const invokeChannels = {
     reply: z.strictObject({ path: filePath }),
   },
   'files:openImage': { request: z.strictObject({ path: filePath }), reply: imageRefSchema },
+  'dialog:openInversion': { request: none, reply: z.strictObject({ path: filePath }).nullable() },
+  /** The `__metadata__` of an inversion file: source prompt, pack, levels… (strings). */
+  'files:inversionInfo': {
+    request: z.strictObject({ path: filePath }),
+    reply: z.record(z.string(), z.string()),
+  },
+  'app:recent': { request: none, reply: z.array(filePath) },
 } as const;
 
 export type InvokeChannel = keyof typeof invokeChannels;
@@ -118,11 +146,30 @@ export type InvokeReply<C extends InvokeChannel> = z.output<(typeof invokeChanne
 export const eventChannels = {
   'jobs:event': jobEventSchema,
   'menu:command': z.strictObject({
-    command: z.enum(['open-image', 'open-folder', 'export', 'undo', 'redo', 'compare', 'settings']),
+    command: z.enum([
+      'open-image',
+      'open-folder',
+      'open-recent',
+      'export',
+      'undo',
+      'redo',
+      'compare',
+      'settings',
+    ]),
+    /** The file, for `open-recent`. */
+    path: filePath.optional(),
   }),
 } as const;
 export type EventChannel = keyof typeof eventChannels;
 
 export function isInvokeChannel(name: unknown): name is InvokeChannel {
   return typeof name === 'string' && Object.prototype.hasOwnProperty.call(invokeChannels, name);
+}
+
+/** One line naming each bad field of a failed parse, e.g. `params.steps: Too big: expected…`. */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 4)
+    .map((issue) => `${issue.path.length ? issue.path.join('.') : '(request)'}: ${issue.message}`)
+    .join('; ');
 }
