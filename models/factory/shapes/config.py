@@ -57,3 +57,35 @@ class NetConfig:
 
 TINY_NETS = {"text_dim": 16, "text_layers": 1, "text_heads": 2, "vae_widths": (8, 8, 8),
              "unet_widths": (16, 16, 16), "unet_heads": 2}
+
+
+@dataclass
+class BaseRecipe:
+    """Budgets of base training; wall-clock budgets so a GPU call always ends inside its limit."""
+    images: int = 120_000
+    vae_seconds: float = 75.0
+    unet_seconds: float = 250.0
+    vae_batch: int = 256
+    unet_batch: int = 256
+    vae_lr: float = 1e-3
+    unet_lr: float = 5e-4
+    kl_weight: float = 1e-5
+    cfg_dropout: float = 0.1  # empty prompt 10 % of the time: classifier-free guidance
+    ema: float = 0.999
+    # EMA snapshots kept along the UNet run (fractions of its budget), evaluated at the end.
+    snapshots: tuple[float, ...] = (0.35, 0.5, 0.7, 1.0)
+    eval_per_prompt: int = 4
+    eval_prompts: int = 128  # prompts drawn per evaluation set (seen two-object, held-out)
+    eval_steps: int = 20
+    guidance: float = 5.0
+    nets: dict = field(default_factory=dict)
+    max_iters: int | None = None  # an iteration cap per phase (smoke); None = time only
+    seed: int = 0
+
+
+# The smoke recipe: tiny nets, a few hundred images, seconds of training on the CPU.
+SMOKE_BASE = BaseRecipe(images=256, vae_seconds=8.0, unet_seconds=12.0, vae_batch=32,
+                        unet_batch=32, snapshots=(0.5, 1.0), eval_per_prompt=1, eval_prompts=6, eval_steps=4,
+                        nets=dict(TINY_NETS), max_iters=25)
+# Alignment band the base should land in on two-object prompts (issue 4): room for RL.
+TARGET_BAND = (0.20, 0.60)

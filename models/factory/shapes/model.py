@@ -109,3 +109,70 @@ def tiny_model(seed: int = 0) -> ShapesModel:
         return ShapesModel(NetConfig(**config.TINY_NETS)).eval()
     finally:
         torch.random.set_rng_state(gen_state)
+
+
+def sampling_levels(steps: int, train_steps: int = 1000, offset: int = 0) -> list[int]:
+    """The engine's increasing level list [t_0 − stride, t_0, …, t_{N−1}], t_i = i·⌊T/N⌋ + offset.
+
+    The first (negative) level means ᾱ_0: where the last DDIM step lands, as in the engine.
+    """
+    if not 1 <= steps <= train_steps:
+        raise ValueError(f"steps must be in [1, {train_steps}], got {steps}")
+    stride = train_steps // steps
+    return [(k - 1) * stride + offset for k in range(steps + 1)]
+
+
+def guided_eps(model: ShapesModel, z: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
+               uncond: torch.Tensor, guidance: float) -> torch.Tensor:
+    """ε_u + g·(ε_c − ε_u), both branches in one batched call, unconditional rows first."""
+    out = model.eps(torch.cat([z, z]), torch.cat([t, t]), torch.cat([uncond, cond]))
+    e_u, e_c = out.chunk(2)
+    return e_u + guidance * (e_c - e_u)
+
+
+@torch.no_grad()
+def ddim_sample(model: ShapesModel, prompts: list[str], noise: torch.Tensor, steps: int,
+                guidance: float, eta: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DDIM from `noise` (the latent at the top level) down to ᾱ_0, states kept in float64.
+
+    The network sees float32 casts of the float64 state, exactly as the engine feeds ONNX, so
+    that the engine reproduces this loop (parity vectors) to float32 network precision.
+    """
+    device = model.device
+    cond = model.encode_text(model.tokenize(prompts))
+    uncond = model.encode_text(model.tokenize([""] * len(prompts)))
+    abar = model.alphas_cumprod
+    levels = sampling_levels(steps, len(abar))
+    z = noise.to(device=device, dtype=torch.float64)
+    for k in range(steps, 0, -1):
+        a_from = abar[max(levels[k], 0)]
+        a_to = abar[max(levels[k - 1], 0)]
+        t = torch.full((z.shape[0],), levels[k], dtype=torch.long, device=device)
+        e = guided_eps(model, z.float(), t, cond, uncond, guidance).double()
+        x0 = (z - (1 - a_from).sqrt() * e) / a_from.sqrt()
+        std = eta * ((1 - a_to) / (1 - a_from) * (1 - a_from / a_to)).sqrt() if eta > 0 else 0.0
+        z = a_to.sqrt() * x0 + (1 - a_to - std**2).sqrt() * e
+        if eta > 0:
+            z = z + std * torch.randn(z.shape, generator=generator, device=device, dtype=torch.float64)
+    return z
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Decoder output [B,3,H,W] in [−1,1] -> uint8 [B,H,W,3], the engine's rounding."""
+    x = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+@torch.no_grad()
+def generate(model: ShapesModel, prompts: list[str], steps: int = 20, guidance: float = 5.0,
+             seed: int = 0, batch: int = 256) -> np.ndarray:
+    """Images uint8 [N,64,64,3] for `prompts` with deterministic DDIM (seeded noise per call)."""
+    gen = torch.Generator().manual_seed(seed)
+    c = model.cfg.latent_channels
+    out = []
+    for i in range(0, len(prompts), batch):
+        chunk = prompts[i:i + batch]
+        noise = torch.randn((len(chunk), c, 16, 16), generator=gen)
+        z = ddim_sample(model, chunk, noise, steps, guidance)
+        out.append(to_uint8(model.decode(z.float())))
+    return np.concatenate(out) if out else np.zeros((0, 64, 64, 3), np.uint8)
