@@ -1,0 +1,255 @@
+// Electron main: wires the window, the retrace:// protocol, the menu, IPC and the engine process
+// together. Everything with logic lives in the modules it imports (each tested with Electron
+// mocked); this file only connects them to Electron's objects.
+import {
+  app,
+  BrowserWindow,
+  dialog,
+  ipcMain,
+  Menu,
+  protocol,
+  session,
+  shell,
+  utilityProcess,
+  type OpenDialogOptions,
+} from 'electron';
+import { copyFile, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { eventChannels, imageUrlFor, type JobRequest } from '../contract/channels.js';
+import { EngineProcess, type ChildLike } from './engine-process.js';
+import { Grants } from './grants.js';
+import type { Handlers } from './ipc.js';
+import { registerIpc } from './ipc.js';
+import { menuTemplate, type MenuCommand } from './menu.js';
+import { registerProtocols, SCHEME_PRIVILEGES } from './protocol.js';
+import { AppState } from './state.js';
+import { APP_ENTRY, installNavigationGuards, mainWindowOptions } from './windows.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+// dist/electron/main → the repository (or app.asar) root.
+const appRoot = path.resolve(here, '../../..');
+const rendererRoot = path.join(appRoot, 'renderer', 'dist');
+const preloadFile = path.join(appRoot, 'dist', 'electron', 'preload', 'index.cjs');
+const engineEntry = path.join(appRoot, 'dist', 'electron', 'engine', 'host', 'utility.js');
+const bundledPacks = app.isPackaged
+  ? path.join(process.resourcesPath, 'packs')
+  : path.join(appRoot, 'models', 'packs');
+
+protocol.registerSchemesAsPrivileged([SCHEME_PRIVILEGES]);
+
+const userData = app.getPath('userData');
+const state = new AppState(path.join(userData, 'state.json'));
+const defaultOutputs = path.join(app.getPath('pictures'), 'Retrace');
+const outputRoot = () => state.settings.outputDir ?? defaultOutputs;
+const grants = new Grants([outputRoot(), path.join(userData, 'cache')]);
+
+let window: BrowserWindow | undefined;
+
+function sendEvent<C extends keyof typeof eventChannels>(channel: C, payload: unknown): void {
+  const parsed = eventChannels[channel].safeParse(payload);
+  if (parsed.success) window?.webContents.send(channel, parsed.data);
+}
+
+const engine = new EngineProcess(
+  () =>
+    utilityProcess.fork(engineEntry, [], {
+      serviceName: 'Retrace engine',
+      stdio: 'inherit',
+    }) as unknown as ChildLike,
+  {
+    type: 'init',
+    userDir: path.join(userData, 'packs'),
+    outputRoot: outputRoot(),
+    packDirs: [bundledPacks],
+    provider: state.settings.provider,
+    threads: state.settings.threads,
+    outputFormat: state.settings.outputFormat,
+  },
+  (event) => sendEvent('jobs:event', event),
+  (line) => console.error(line),
+);
+
+async function openDialog(options: OpenDialogOptions): Promise<string | undefined> {
+  const result = window
+    ? await dialog.showOpenDialog(window, options)
+    : await dialog.showOpenDialog(options);
+  return result.canceled ? undefined : result.filePaths[0];
+}
+
+function rebuildMenu(): void {
+  const send = (command: MenuCommand, file?: string) => {
+    if (command === 'open-recent' && file) grants.addPickedFile(file);
+    sendEvent('menu:command', file ? { command, path: file } : { command });
+  };
+  Menu.setApplicationMenu(
+    Menu.buildFromTemplate(
+      menuTemplate({ send, recent: state.recent, isMac: process.platform === 'darwin' }),
+    ),
+  );
+}
+
+function refuse(what: string, file: string): never {
+  throw new Error(`${what}: ${file} was not opened or chosen in this session`);
+}
+
+const handlers: Handlers = {
+  'app:info': () => ({
+    version: app.getVersion(),
+    platform: process.platform,
+    outputDir: outputRoot(),
+    electron: process.versions.electron,
+  }),
+  'app:recent': () => state.recent,
+  'packs:list': () => engine.request('packs:list', {}),
+  'packs:info': (r) => engine.request('packs:info', r),
+  'packs:import': (r) => {
+    if (!grants.canRead(r.folder)) refuse('packs:import', r.folder);
+    return engine.request('packs:import', r);
+  },
+  'jobs:start': async (r) => {
+    const bad = grants.refusedPath(r as JobRequest);
+    if (bad) refuse('jobs:start', bad);
+    if (r.kind === 'restore') grants.addOutputFolder(r.params.outputDir);
+    return engine.request('jobs:start', r);
+  },
+  'jobs:cancel': (r) => engine.request('jobs:cancel', r),
+  'jobs:list': () => engine.request('jobs:list', {}),
+  'settings:get': () => state.settings,
+  'settings:set': async (r) => {
+    const settings = state.updateSettings(r);
+    grants.addOutputFolder(outputRoot());
+    const patch = {
+      provider: settings.provider,
+      threads: settings.threads,
+      outputFormat: settings.outputFormat,
+      outputRoot: outputRoot(),
+    };
+    engine.updateInit(patch);
+    await engine.request('host:configure', patch);
+    return settings;
+  },
+  'runtime:providers': () => engine.request('runtime:providers', {}),
+  'dialog:openImage': async () => {
+    const file = await openDialog({
+      properties: ['openFile'],
+      filters: [
+        { name: 'Images', extensions: ['png', 'jpg', 'jpeg', 'webp', 'tif', 'tiff', 'avif'] },
+      ],
+    });
+    if (!file) return null;
+    grants.addPickedFile(file);
+    state.addRecent(file);
+    rebuildMenu();
+    return engine.request('files:openImage', { path: file });
+  },
+  'dialog:openFolder': async () => {
+    const folder = await openDialog({ properties: ['openDirectory', 'createDirectory'] });
+    if (!folder) return null;
+    grants.addPickedFolder(folder);
+    return { path: folder };
+  },
+  'dialog:openInversion': async () => {
+    const file = await openDialog({
+      properties: ['openFile'],
+      filters: [{ name: 'Retrace inversion', extensions: ['safetensors'] }],
+    });
+    if (!file) return null;
+    grants.addPickedFile(file);
+    return { path: file };
+  },
+  'dialog:saveFile': async (r) => {
+    const options = {
+      defaultPath: path.join(outputRoot(), path.basename(r.defaultName)),
+      filters: r.filters,
+    };
+    const result = window
+      ? await dialog.showSaveDialog(window, options)
+      : await dialog.showSaveDialog(options);
+    if (result.canceled || !result.filePath) return null;
+    grants.addSaveTarget(result.filePath);
+    return { path: result.filePath };
+  },
+  'files:exportImage': (r) => {
+    if (!grants.canRead(r.source)) refuse('files:exportImage', r.source);
+    if (!grants.takeSaveTarget(r.destination)) refuse('files:exportImage', r.destination);
+    return engine.request('files:exportImage', r);
+  },
+  'files:copy': async (r) => {
+    if (!grants.canRead(r.source)) refuse('files:copy', r.source);
+    if (!grants.takeSaveTarget(r.destination)) refuse('files:copy', r.destination);
+    const temp = `${r.destination}.retrace-partial`;
+    try {
+      await copyFile(r.source, temp);
+      await rename(temp, r.destination);
+    } catch (err) {
+      await rm(temp, { force: true });
+      throw err;
+    }
+    return { path: r.destination };
+  },
+  'files:openImage': async (r) => {
+    // A dropped file: the renderer learnt its path from the drop (webUtils.getPathForFile).
+    const ref = await engine.request('files:openImage', r);
+    grants.addPickedFile(r.path);
+    state.addRecent(r.path);
+    rebuildMenu();
+    return ref;
+  },
+  'files:inversionInfo': (r) => {
+    if (!grants.canRead(r.path)) refuse('files:inversionInfo', r.path);
+    return engine.request('files:inversionInfo', r);
+  },
+};
+
+function createWindow(): void {
+  const bounds = state.bounds;
+  const dark = state.settings.theme === 'dark';
+  window = new BrowserWindow(
+    mainWindowOptions({
+      preload: preloadFile,
+      dark,
+      ...(bounds ? { bounds } : {}),
+    }),
+  );
+  installNavigationGuards(window.webContents, (url) => void shell.openExternal(url));
+  if (bounds?.maximized) window.maximize();
+  window.once('ready-to-show', () => window?.show());
+  const saveBounds = () => {
+    if (!window) return;
+    state.setBounds({ ...window.getNormalBounds(), maximized: window.isMaximized() });
+  };
+  window.on('close', saveBounds);
+  window.on('closed', () => {
+    window = undefined;
+  });
+  void window.loadURL(APP_ENTRY);
+}
+
+app.enableSandbox();
+
+void app.whenReady().then(() => {
+  registerProtocols(protocol, rendererRoot, grants.read);
+  // Nothing in the app needs the camera, the microphone, notifications or geolocation.
+  session.defaultSession.setPermissionRequestHandler((_wc, _permission, callback) =>
+    callback(false),
+  );
+  registerIpc(ipcMain, handlers);
+  engine.start();
+  rebuildMenu();
+  createWindow();
+  app.on('activate', () => {
+    if (BrowserWindow.getAllWindows().length === 0) createWindow();
+  });
+});
+
+app.on('window-all-closed', () => {
+  if (process.platform !== 'darwin') app.quit();
+});
+
+app.on('will-quit', () => engine.stop());
+
+// Reference the URL helper so the contract's scheme and the registered one cannot drift apart.
+if (!imageUrlFor('/x').startsWith(`${SCHEME_PRIVILEGES.scheme}:`)) {
+  throw new Error('retrace:// scheme mismatch between contract and protocol');
+}
