@@ -37,6 +37,7 @@ const manifest: PackManifest = {
   },
   latent: { channels: 4, downsample: 8, scale: 0.18215 },
   defaults: { steps: 10, guidance: 3 },
+  licence: 'test fixture',
 };
 
 /** Distinct prompts → distinct fixed ids (BOS, a few word ids, EOS padding), 77 long. */

@@ -138,13 +138,16 @@ export class DiffusionModel {
 
   /**
    * The network's raw output for a batch: `z` is B rows of `rowShape` (batch-major, float64),
-   * one timestep per row, and optional text states (B rows of [L, D]).
+   * one timestep per row, and optional text states (B rows of [L, D]). The output has
+   * `outLength` values (default: as many as `z`; half for a restoration network, whose input
+   * is the state and the degraded image side by side).
    */
   async predict(
     z: Float64Array,
     rowShape: readonly number[],
     timesteps: readonly number[],
     text?: Float32Array,
+    outLength = z.length,
   ): Promise<Float64Array> {
     const session = await this.unet();
     const B = timesteps.length;
@@ -161,10 +164,10 @@ export class DiffusionModel {
       feeds,
       session.outputs.some((o) => o.name === 'out_sample') ? 'out_sample' : undefined,
     );
-    if (out.data.length !== z.length) {
+    if (out.data.length !== outLength) {
       throw new RetraceError(
         'BAD_PACK',
-        `${session.file}: output has ${out.data.length} values, expected ${z.length}`,
+        `${session.file}: output has ${out.data.length} values, expected ${outLength}`,
       );
     }
     return Float64Array.from(out.data);
