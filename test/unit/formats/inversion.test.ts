@@ -1,0 +1,207 @@
+// Inversion files: a bit-exact F64 round trip, readable by any safetensors reader, and every
+// refusal with its reason (not safetensors, damaged, wrong tag, missing field, other pack/grid).
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  parseInversion,
+  readInversion,
+  writeInversion,
+  type Inversion,
+} from '../../../electron/engine/formats/inversion.js';
+import { readSafetensors, writeSafetensors } from '../../../electron/engine/formats/safetensors.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'retrace-inv-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const LEVELS = [-20, ...Array.from({ length: 40 }, (_, i) => i * 20)];
+const UNET = 'ab'.repeat(32);
+
+function sample(): Inversion {
+  const n = 4 * 8 * 8;
+  const zTop = new Float64Array(n);
+  const zNext = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    // Values with full 53-bit mantissas, plus a few awkward ones.
+    zTop[i] = Math.sin(i * 12.9898) * 43758.5453;
+    zNext[i] = 1 / (i - 100.5);
+  }
+  zTop[0] = -0;
+  zTop[1] = Number.MIN_VALUE;
+  zNext[2] = 2 ** 53 + 2;
+  return {
+    zTop,
+    zNext,
+    shape: [1, 4, 8, 8],
+    preview: {
+      data: Uint8Array.from({ length: 4 * 2 * 3 }, (_, i) => i * 10),
+      width: 4,
+      height: 2,
+    },
+    meta: {
+      packId: 'tiny-sd',
+      unetSha256: UNET,
+      method: 'bdia',
+      gamma: 0.94,
+      levels: LEVELS,
+      guidance: 3,
+      prompt: 'a photo of a cat, «naïve», 日本',
+      negativePrompt: '',
+      width: 64,
+      height: 64,
+      sourceSha256: 'cd'.repeat(32),
+      engineVersion: '0.1.0',
+      createdAt: '2026-11-23T09:00:00.000Z',
+      strength: 0.8,
+      steps: 50,
+    },
+  };
+}
+
+describe('inversion files', () => {
+  it('round-trip the F64 pair bit for bit, with preview and metadata', async () => {
+    const inv = sample();
+    const file = path.join(dir, 'a.inversion.safetensors');
+    await writeInversion(file, inv);
+    const back = await readInversion(file, {
+      expect: { packId: 'tiny-sd', unetSha256: UNET, levels: LEVELS },
+    });
+    expect(Buffer.from(back.zTop.buffer)).toEqual(Buffer.from(inv.zTop.buffer));
+    expect(Buffer.from(back.zNext.buffer)).toEqual(Buffer.from(inv.zNext.buffer));
+    expect(Object.is(back.zTop[0], -0)).toBe(true);
+    expect(back.shape).toEqual([1, 4, 8, 8]);
+    expect(back.preview).toEqual(inv.preview);
+    expect(back.meta).toEqual(inv.meta);
+  });
+
+  it('is a plain safetensors file with the documented tensors and metadata', async () => {
+    const file = path.join(dir, 'plain.inversion.safetensors');
+    await writeInversion(file, sample());
+    const st = await readSafetensors(file);
+    expect([...st.tensors.keys()]).toEqual(['z_top', 'z_next', 'preview']);
+    expect(st.tensors.get('z_top')?.dtype).toBe('F64');
+    expect(st.tensors.get('preview')?.dtype).toBe('U8');
+    expect(st.tensors.get('preview')?.shape).toEqual([2, 4, 3]);
+    expect(st.metadata.format).toBe('retrace-inversion/1');
+    expect(JSON.parse(st.metadata.levels as string)).toEqual(LEVELS);
+    expect(st.metadata.tensorSha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(st.metadata.packId).toBe('tiny-sd');
+    expect(st.metadata.gamma).toBe('0.94');
+  });
+
+  it('refuses any one-byte change anywhere in the file', async () => {
+    const file = path.join(dir, 'flip.inversion.safetensors');
+    await writeInversion(file, sample());
+    const bytes = await readFile(file);
+    const headerEnd = 8 + Number(bytes.readBigUInt64LE(0));
+    // Every header byte (length, JSON, padding) and a spread of tensor bytes.
+    const positions = [...Array.from({ length: headerEnd }, (_, i) => i)];
+    for (let i = headerEnd; i < bytes.length; i += 97) positions.push(i);
+    positions.push(bytes.length - 1);
+    let refused = 0;
+    for (const at of positions) {
+      const copy = Buffer.from(bytes);
+      copy[at] = (copy[at] as number) ^ 0x01;
+      expect(() => parseInversion(copy, 'flipped.inversion'), `byte ${at}`).toThrow(
+        /^flipped\.inversion: /,
+      );
+      refused += 1;
+    }
+    expect(refused).toBe(positions.length);
+    // And through the file reader.
+    const copy = Buffer.from(bytes);
+    copy[20] = (copy[20] as number) ^ 0x01;
+    await writeFile(file, copy);
+    await expect(readInversion(file)).rejects.toThrow(/flip\.inversion\.safetensors: /);
+  });
+
+  it('says "damaged" when the tensor bytes change, and when the file is truncated', async () => {
+    const file = path.join(dir, 'd.inversion.safetensors');
+    await writeInversion(file, sample());
+    const bytes = await readFile(file);
+    const copy = Buffer.from(bytes);
+    copy[copy.length - 100] = (copy[copy.length - 100] as number) ^ 0x80;
+    await writeFile(file, copy);
+    await expect(readInversion(file)).rejects.toThrow(
+      /damaged inversion file \(tensor bytes hash to [0-9a-f]{64}, the file records [0-9a-f]{64}\)/,
+    );
+    await writeFile(file, bytes.subarray(0, bytes.length - 10));
+    await expect(readInversion(file)).rejects.toThrow(/truncated/);
+  });
+
+  it('refuses files that are not safetensors or not inversions', async () => {
+    const notSt = path.join(dir, 'photo.inversion.safetensors');
+    await writeFile(notSt, Buffer.from('\x89PNG\r\n\x1a\n0000000000000'));
+    await expect(readInversion(notSt)).rejects.toThrow(
+      /photo\.inversion\.safetensors: not a valid safetensors file/,
+    );
+    const model = path.join(dir, 'model.safetensors');
+    await writeSafetensors(model, { w: { dtype: 'F32', shape: [1], data: new Float32Array(1) } });
+    await expect(readInversion(model)).rejects.toThrow(
+      /model\.safetensors: not an inversion file \(no "format"/,
+    );
+    const other = path.join(dir, 'other.safetensors');
+    await writeSafetensors(
+      other,
+      { w: { dtype: 'F32', shape: [1], data: new Float32Array(1) } },
+      { format: 'pt' },
+    );
+    await expect(readInversion(other)).rejects.toThrow(
+      'not a retrace-inversion/1 file (format is "pt")',
+    );
+    await expect(readInversion(path.join(dir, 'nope.safetensors'))).rejects.toThrow(
+      /nope\.safetensors: cannot read \(no such file\)/,
+    );
+  });
+
+  it('refuses a file with a missing field, naming it', async () => {
+    // Built by hand the way a careless tool would: valid hashes, but no prompt.
+    const inv = sample();
+    const file = path.join(dir, 'missing.inversion.safetensors');
+    await writeInversion(file, inv);
+    const st = await readSafetensors(file);
+    const { prompt: _p, metaSha256: _m, ...rest } = st.metadata;
+    const { createHash } = await import('node:crypto');
+    const entries = Object.entries(rest).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const metaSha256 = createHash('sha256').update(JSON.stringify(entries)).digest('hex');
+    await writeSafetensors(file, st.tensors, { ...rest, metaSha256 });
+    await expect(readInversion(file)).rejects.toThrow('inversion metadata has no "prompt" field');
+  });
+
+  it('refuses another pack, another unet, another grid, with both sides named', async () => {
+    const file = path.join(dir, 'm.inversion.safetensors');
+    await writeInversion(file, sample());
+    await expect(readInversion(file, { expect: { packId: 'shapes-b2' } })).rejects.toThrow(
+      "made with pack 'tiny-sd', not 'shapes-b2'",
+    );
+    await expect(readInversion(file, { expect: { unetSha256: 'ef'.repeat(32) } })).rejects.toThrow(
+      `unet sha256 ${UNET}, this pack has ${'ef'.repeat(32)}`,
+    );
+    const other = LEVELS.map((l) => l + 1);
+    await expect(readInversion(file, { expect: { levels: other } })).rejects.toThrow(
+      /made on another timestep grid \(41 levels \[-20, 0, 20, …, 760, 780\]; expected 41 levels \[-19, 1, 21/,
+    );
+    await expect(readInversion(file, { expect: { levels: LEVELS.slice(1) } })).rejects.toThrow(
+      /another timestep grid/,
+    );
+    try {
+      await readInversion(file, { expect: { packId: 'x' } });
+    } catch (err) {
+      expect((err as { code: string }).code).toBe('MISMATCH');
+    }
+  });
+
+  it('refuses to write a pair that does not fit its shape', async () => {
+    const inv = sample();
+    inv.shape = [1, 4, 8, 9];
+    await expect(writeInversion(path.join(dir, 'bad.inversion.safetensors'), inv)).rejects.toThrow(
+      'shape [1, 4, 8, 9] needs 288',
+    );
+  });
+});
