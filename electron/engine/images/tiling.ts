@@ -179,19 +179,21 @@ export class TileBlender {
       );
     }
     const plane = this.width * this.height;
+    const { mean, channels } = this;
     for (let y = 0; y < tile.height; y++) {
       const row = (tile.y + y) * this.width + tile.x;
+      const from = y * tile.width;
       for (let x = 0; x < tile.width; x++) {
-        const w = weight[y * tile.width + x] as number;
+        const w = weight[from + x] as number;
         if (!(w > 0)) continue;
         const p = row + x;
         const total = (this.weight[p] as number) + w;
-        const share = w / total;
         this.weight[p] = total;
-        for (let c = 0; c < this.channels; c++) {
-          const i = c * plane + p;
-          const m = this.mean[i] as number;
-          this.mean[i] = m + ((data[c * area + y * tile.width + x] as number) - m) * share;
+        const share = w / total;
+        // Walk the channels by stepping a whole plane in both the image and the tile.
+        for (let c = 0, i = p, d = from + x; c < channels; c++, i += plane, d += area) {
+          const m = mean[i] as number;
+          mean[i] = m + ((data[d] as number) - m) * share;
         }
       }
     }
@@ -202,7 +204,13 @@ export class TileBlender {
    * throws when some pixel received no weight, which means the tiles did not cover the image.
    */
   result(): Float32Array {
-    const missing = this.weight.findIndex((w) => !(w > 0));
+    let missing = -1;
+    for (let p = 0; p < this.weight.length; p++) {
+      if (!((this.weight[p] as number) > 0)) {
+        missing = p;
+        break;
+      }
+    }
     if (missing >= 0) {
       throw new RetraceError(
         'RUNTIME',
