@@ -1,0 +1,35 @@
+// Words for a pack's tuning provenance, e.g. "tuned with B²-DiffuRL from shapes-base,
+// +4.2 points alignment".
+const METHOD_NAMES: Readonly<Record<string, string>> = {
+  'b2-diffurl': 'B²-DiffuRL',
+  b2diffurl: 'B²-DiffuRL',
+};
+
+export function tuningSummary(
+  tuning: { method?: string; base?: string; metrics?: Record<string, unknown> } | undefined,
+): string {
+  if (!tuning?.method) return '';
+  const method = METHOD_NAMES[tuning.method.toLowerCase()] ?? tuning.method;
+  let text = `tuned with ${method}${tuning.base ? ` from ${tuning.base}` : ''}`;
+  const gain = alignmentGain(tuning.metrics ?? {});
+  if (gain !== undefined) text += `, ${gain >= 0 ? '+' : ''}${gain.toFixed(1)} points alignment`;
+  return text;
+}
+
+/** The alignment gain in points: an explicit delta, or tuned minus base (fractions as %). */
+export function alignmentGain(metrics: Record<string, unknown>): number | undefined {
+  const num = (k: string) => (typeof metrics[k] === 'number' ? (metrics[k] as number) : undefined);
+  const points = (x: number) => (Math.abs(x) <= 1 ? x * 100 : x);
+  for (const key of Object.keys(metrics)) {
+    if (/alignment.*(gain|delta|points)|(gain|delta).*alignment/i.test(key)) {
+      const v = num(key);
+      if (v !== undefined) return /points/i.test(key) ? v : points(v);
+    }
+  }
+  const base = Object.keys(metrics).find((k) => /alignment.*base|base.*alignment/i.test(k));
+  const tuned = Object.keys(metrics).find((k) => /alignment.*tuned|tuned.*alignment/i.test(k));
+  const b = base ? num(base) : undefined;
+  const t = tuned ? num(tuned) : undefined;
+  if (b !== undefined && t !== undefined) return points(t) - points(b);
+  return undefined;
+}
