@@ -100,7 +100,9 @@ export async function readImage(
       `${file}: unsupported image format '${format}' (use PNG, JPEG, WebP, TIFF, AVIF or GIF)`,
     );
   }
-  const { width: shownWidth, height: shownHeight } = header.autoOrient;
+  // Displayed size (sides swapped for 90° orientations); older libvips builds may omit it.
+  const shownWidth = header.autoOrient?.width ?? header.width;
+  const shownHeight = header.autoOrient?.height ?? header.height;
   if (shownWidth * shownHeight > maxPixels) {
     throw new RetraceError(
       'TOO_LARGE',

@@ -230,6 +230,9 @@ describe('decoding variants', () => {
       expect(deepError).toBeLessThanOrEqual(0.5 / 65535 + 1e-7);
       expect(shallowError).toBeGreaterThan(1e-3);
       expect(deepError * 100).toBeLessThan(shallowError);
+      // A 16-bit source is written back at 16 bits unless told otherwise.
+      await writeImage(file(`again.${ext}`), deep);
+      expect((await sharp(file(`again.${ext}`)).metadata()).depth).toBe('ushort');
     }
   });
 
@@ -282,6 +285,19 @@ describe('decoding variants', () => {
     const g = grey as number[];
     expect(Math.max(...g) - Math.min(...g)).toBeLessThan(0.06);
     expect(Math.abs((g[1] as number) - 128 / 255)).toBeLessThan(0.12);
+  });
+
+  it('converts through an embedded ICC profile (Display P3) to sRGB', async () => {
+    await sharp({ create: { width: 4, height: 4, channels: 3, background: '#ff0000' } })
+      .withIccProfile('p3')
+      .png()
+      .toFile(file('p3.png'));
+    // The stored samples are P3 numbers, not sRGB red…
+    const stored = await sharp(file('p3.png'), { ignoreIcc: true }).raw().toBuffer();
+    expect(stored[1]).toBeGreaterThan(20);
+    // …and reading applies the profile.
+    const image = await readImage(file('p3.png'));
+    expect(pixel(image, 1, 1).map((v) => Math.round(v * 255))).toEqual([255, 0, 0]);
   });
 
   it('expands a palette PNG to its colours', async () => {
