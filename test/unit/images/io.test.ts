@@ -19,6 +19,7 @@ import {
   resizeImage,
   sha256File,
   toModelInput,
+  toModelInput32,
   writeImage,
   type RgbImage,
 } from '../../../electron/engine/images/io.js';
@@ -584,6 +585,9 @@ describe('conversions', () => {
     expect(model).toBeInstanceOf(Float64Array);
     expect(model[0]).toBe(-1);
     expect(model[4]).toBe(1);
+    const model32 = toModelInput32(image);
+    expect(model32).toBeInstanceOf(Float32Array);
+    expect(Array.from(model32)).toEqual(Array.from(model, Math.fround));
     const back = fromModelOutput(model, 5, 3);
     expect(maxAbsDiff(back.data, image.data)).toBeLessThan(1e-7);
     const wild = fromModelOutput(new Float32Array([-3, 3, NaN, 0, -1, 1, 0.5, -0.5, 2]), 3, 1);
