@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-WIDTHS = (48, 96, 160, 192)
+WIDTHS = (48, 96, 160, 176)
 BLOCKS = (1, 1, 1, 2)  # residual blocks per level on each side; the last entry is the middle
 EMBED = 64
 
