@@ -13,13 +13,12 @@ import {
   utilityProcess,
   type OpenDialogOptions,
 } from 'electron';
-import { copyFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { eventChannels, imageUrlFor, type JobRequest } from '../contract/channels.js';
+import { eventChannels, imageUrlFor } from '../contract/channels.js';
 import { EngineProcess, type ChildLike } from './engine-process.js';
 import { Grants } from './grants.js';
-import type { Handlers } from './ipc.js';
+import { createHandlers, type Dialogs } from './handlers.js';
 import { registerIpc } from './ipc.js';
 import { menuTemplate, type MenuCommand } from './menu.js';
 import { registerProtocols, SCHEME_PRIVILEGES } from './protocol.js';
@@ -77,6 +76,29 @@ async function openDialog(options: OpenDialogOptions): Promise<string | undefine
   return result.canceled ? undefined : result.filePaths[0];
 }
 
+const dialogs: Dialogs = {
+  openImage: () =>
+    openDialog({
+      properties: ['openFile'],
+      filters: [
+        { name: 'Images', extensions: ['png', 'jpg', 'jpeg', 'webp', 'tif', 'tiff', 'avif'] },
+      ],
+    }),
+  openFolder: () => openDialog({ properties: ['openDirectory', 'createDirectory'] }),
+  openInversion: () =>
+    openDialog({
+      properties: ['openFile'],
+      filters: [{ name: 'Retrace inversion', extensions: ['safetensors'] }],
+    }),
+  saveFile: async (defaultPath, filters) => {
+    const options = { defaultPath, filters };
+    const result = window
+      ? await dialog.showSaveDialog(window, options)
+      : await dialog.showSaveDialog(options);
+    return result.canceled ? undefined : result.filePath;
+  },
+};
+
 function rebuildMenu(): void {
   const send = (command: MenuCommand, file?: string) => {
     if (command === 'open-recent' && file) grants.addPickedFile(file);
@@ -89,118 +111,20 @@ function rebuildMenu(): void {
   );
 }
 
-function refuse(what: string, file: string): never {
-  throw new Error(`${what}: ${file} was not opened or chosen in this session`);
-}
-
-const handlers: Handlers = {
-  'app:info': () => ({
+const handlers = createHandlers({
+  engine,
+  grants,
+  state,
+  dialogs,
+  outputRoot,
+  info: () => ({
     version: app.getVersion(),
     platform: process.platform,
-    outputDir: outputRoot(),
     electron: process.versions.electron,
   }),
-  'app:recent': () => state.recent,
-  'packs:list': () => engine.request('packs:list', {}),
-  'packs:info': (r) => engine.request('packs:info', r),
-  'packs:import': (r) => {
-    if (!grants.canRead(r.folder)) refuse('packs:import', r.folder);
-    return engine.request('packs:import', r);
-  },
-  'jobs:start': async (r) => {
-    const bad = grants.refusedPath(r as JobRequest);
-    if (bad) refuse('jobs:start', bad);
-    if (r.kind === 'restore') grants.addOutputFolder(r.params.outputDir);
-    return engine.request('jobs:start', r);
-  },
-  'jobs:cancel': (r) => engine.request('jobs:cancel', r),
-  'jobs:list': () => engine.request('jobs:list', {}),
-  'settings:get': () => state.settings,
-  'settings:set': async (r) => {
-    const settings = state.updateSettings(r);
-    grants.addOutputFolder(outputRoot());
-    const patch = {
-      provider: settings.provider,
-      threads: settings.threads,
-      outputFormat: settings.outputFormat,
-      outputRoot: outputRoot(),
-    };
-    engine.updateInit(patch);
-    await engine.request('host:configure', patch);
-    return settings;
-  },
-  'runtime:providers': () => engine.request('runtime:providers', {}),
-  'dialog:openImage': async () => {
-    const file = await openDialog({
-      properties: ['openFile'],
-      filters: [
-        { name: 'Images', extensions: ['png', 'jpg', 'jpeg', 'webp', 'tif', 'tiff', 'avif'] },
-      ],
-    });
-    if (!file) return null;
-    grants.addPickedFile(file);
-    state.addRecent(file);
-    rebuildMenu();
-    return engine.request('files:openImage', { path: file });
-  },
-  'dialog:openFolder': async () => {
-    const folder = await openDialog({ properties: ['openDirectory', 'createDirectory'] });
-    if (!folder) return null;
-    grants.addPickedFolder(folder);
-    return { path: folder };
-  },
-  'dialog:openInversion': async () => {
-    const file = await openDialog({
-      properties: ['openFile'],
-      filters: [{ name: 'Retrace inversion', extensions: ['safetensors'] }],
-    });
-    if (!file) return null;
-    grants.addPickedFile(file);
-    return { path: file };
-  },
-  'dialog:saveFile': async (r) => {
-    const options = {
-      defaultPath: path.join(outputRoot(), path.basename(r.defaultName)),
-      filters: r.filters,
-    };
-    const result = window
-      ? await dialog.showSaveDialog(window, options)
-      : await dialog.showSaveDialog(options);
-    if (result.canceled || !result.filePath) return null;
-    grants.addSaveTarget(result.filePath);
-    return { path: result.filePath };
-  },
-  'files:exportImage': (r) => {
-    if (!grants.canRead(r.source)) refuse('files:exportImage', r.source);
-    if (!grants.takeSaveTarget(r.destination)) refuse('files:exportImage', r.destination);
-    return engine.request('files:exportImage', r);
-  },
-  'files:copy': async (r) => {
-    if (!grants.canRead(r.source)) refuse('files:copy', r.source);
-    if (!grants.takeSaveTarget(r.destination)) refuse('files:copy', r.destination);
-    const temp = `${r.destination}.retrace-partial`;
-    try {
-      await copyFile(r.source, temp);
-      await rename(temp, r.destination);
-    } catch (err) {
-      await rm(temp, { force: true });
-      throw err;
-    }
-    return { path: r.destination };
-  },
-  'files:openImage': async (r) => {
-    // A dropped file: the renderer learnt its path from the drop (webUtils.getPathForFile).
-    const ref = await engine.request('files:openImage', r);
-    grants.addPickedFile(r.path);
-    state.addRecent(r.path);
-    rebuildMenu();
-    return ref;
-  },
-  'files:inversionInfo': (r) => {
-    if (!grants.canRead(r.path)) refuse('files:inversionInfo', r.path);
-    return engine.request('files:inversionInfo', r);
-  },
-};
+  onRecent: () => rebuildMenu(),
+  onEngineSettings: (patch) => engine.updateInit(patch),
+});
 
 function createWindow(): void {
   const bounds = state.bounds;

@@ -1,0 +1,144 @@
+// What main does for each contract channel, with Electron's pieces (dialogs, the engine process)
+// injected: the app passes its real dialogs, the e2e bridge passes scripted ones, so the browser
+// tests run exactly this code — grants, path checks, settings, recent files — against the real
+// engine host.
+import { copyFile, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { JobRequest, Settings } from '../contract/channels.js';
+import type { Grants } from './grants.js';
+import type { Handlers } from './ipc.js';
+import type { AppState } from './state.js';
+
+export interface Dialogs {
+  openImage(): Promise<string | undefined>;
+  openFolder(): Promise<string | undefined>;
+  openInversion(): Promise<string | undefined>;
+  saveFile(
+    defaultPath: string,
+    filters: { name: string; extensions: string[] }[],
+  ): Promise<string | undefined>;
+}
+
+export interface EngineSettings {
+  provider: Settings['provider'];
+  threads: number;
+  outputFormat: Settings['outputFormat'];
+  outputRoot: string;
+}
+
+export interface HandlerDeps {
+  engine: { request(channel: string, request: unknown): Promise<unknown> };
+  grants: Grants;
+  state: AppState;
+  dialogs: Dialogs;
+  outputRoot: () => string;
+  info: () => Record<string, unknown>;
+  /** Called when the recent-files list changed (main rebuilds its menu). */
+  onRecent?: () => void;
+  /** Called after settings changed, with what the engine must know. */
+  onEngineSettings?: (patch: EngineSettings) => void;
+}
+
+function refuse(what: string, file: string): never {
+  throw new Error(`${what}: ${file} was not opened or chosen in this session`);
+}
+
+export function createHandlers(d: HandlerDeps): Handlers {
+  const { engine, grants, state, dialogs } = d;
+  const remember = (file: string) => {
+    state.addRecent(file);
+    d.onRecent?.();
+  };
+  return {
+    'app:info': () => ({ ...d.info(), outputDir: d.outputRoot() }),
+    'app:recent': () => state.recent,
+    'packs:list': () => engine.request('packs:list', {}),
+    'packs:info': (r) => engine.request('packs:info', r),
+    'packs:import': (r) => {
+      if (!grants.canRead(r.folder)) refuse('packs:import', r.folder);
+      return engine.request('packs:import', r);
+    },
+    'jobs:start': (r) => {
+      const bad = grants.refusedPath(r as JobRequest);
+      if (bad) refuse('jobs:start', bad);
+      if (r.kind === 'restore') grants.addOutputFolder(r.params.outputDir);
+      return engine.request('jobs:start', r);
+    },
+    'jobs:cancel': (r) => engine.request('jobs:cancel', r),
+    'jobs:list': () => engine.request('jobs:list', {}),
+    'settings:get': () => state.settings,
+    'settings:set': async (r) => {
+      const settings = state.updateSettings(r);
+      grants.addOutputFolder(d.outputRoot());
+      const patch: EngineSettings = {
+        provider: settings.provider,
+        threads: settings.threads,
+        outputFormat: settings.outputFormat,
+        outputRoot: d.outputRoot(),
+      };
+      d.onEngineSettings?.(patch);
+      await engine.request('host:configure', patch);
+      return settings;
+    },
+    'runtime:providers': () => engine.request('runtime:providers', {}),
+    'dialog:openImage': async () => {
+      const file = await dialogs.openImage();
+      if (!file) return null;
+      grants.addPickedFile(file);
+      const ref = await engine.request('files:openImage', { path: file });
+      remember(file);
+      return ref;
+    },
+    'dialog:openFolder': async () => {
+      const folder = await dialogs.openFolder();
+      if (!folder) return null;
+      grants.addPickedFolder(folder);
+      return { path: folder };
+    },
+    'dialog:openInversion': async () => {
+      const file = await dialogs.openInversion();
+      if (!file) return null;
+      grants.addPickedFile(file);
+      return { path: file };
+    },
+    'dialog:saveFile': async (r) => {
+      const file = await dialogs.saveFile(
+        path.join(d.outputRoot(), path.basename(r.defaultName)),
+        r.filters,
+      );
+      if (!file) return null;
+      grants.addSaveTarget(file);
+      return { path: file };
+    },
+    'files:exportImage': (r) => {
+      if (!grants.canRead(r.source)) refuse('files:exportImage', r.source);
+      if (!grants.takeSaveTarget(r.destination)) refuse('files:exportImage', r.destination);
+      return engine.request('files:exportImage', r);
+    },
+    'files:copy': async (r) => {
+      if (!grants.canRead(r.source)) refuse('files:copy', r.source);
+      if (!grants.takeSaveTarget(r.destination)) refuse('files:copy', r.destination);
+      const temp = `${r.destination}.retrace-partial`;
+      try {
+        await copyFile(r.source, temp);
+        await rename(temp, r.destination);
+      } catch (err) {
+        await rm(temp, { force: true });
+        throw err;
+      }
+      return { path: r.destination };
+    },
+    'files:openImage': async (r) => {
+      // A dropped file: the renderer learnt its path from the drop (webUtils.getPathForFile);
+      // the engine refuses anything that is not a readable image.
+      const ref = await engine.request('files:openImage', r);
+      grants.addPickedFile(r.path);
+      remember(r.path);
+      return ref;
+    },
+    'files:inversionInfo': (r) => {
+      if (!grants.canRead(r.path)) refuse('files:inversionInfo', r.path);
+      return engine.request('files:inversionInfo', r);
+    },
+  };
+}
