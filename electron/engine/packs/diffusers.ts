@@ -142,6 +142,11 @@ export async function describeDiffusersFolder(
   const blocks = vaeConfig?.block_out_channels;
   const downsample = Array.isArray(blocks) && blocks.length > 0 ? 2 ** (blocks.length - 1) : 8;
   const scale = (vaeConfigFile && num(vaeConfig, 'scaling_factor', vaeConfigFile)) || 0.18215;
+  // The exported UNet halves the latent once per down block but the last, and its skip
+  // connections need the halves to be exact: the pixel size must be a multiple of this.
+  const unetBlocks = unetConfig?.block_out_channels;
+  const unetFactor =
+    Array.isArray(unetBlocks) && unetBlocks.length > 0 ? 2 ** (unetBlocks.length - 1) : 8;
   const sampleSize = unetConfig?.sample_size;
   let latentSize: [number, number] = [64, 64];
   if (typeof sampleSize === 'number') latentSize = [sampleSize, sampleSize];
@@ -207,7 +212,7 @@ export async function describeDiffusersFolder(
     space: 'latent',
     resolution: {
       default: [latentSize[1] * downsample, latentSize[0] * downsample],
-      multipleOf: 8,
+      multipleOf: downsample * unetFactor,
     },
     schedule: {
       kind: betaSchedule,

@@ -334,9 +334,9 @@ export class PackRegistry {
     const candidates = await this.candidates();
     const known: string[] = [];
     for (const c of candidates) {
-      const id = c.id ?? (await this.peekId(c.dir));
+      const id = c.id ?? (await this.peekId(c.dir)) ?? path.basename(c.dir);
       if (id === idOrPath) return this.load(c);
-      if (id !== undefined) known.push(id);
+      known.push(id);
     }
     if (looksLikePath(idOrPath)) {
       throw new RetraceError('BAD_INPUT', `${path.resolve(idOrPath)}: no such pack folder`);
