@@ -142,7 +142,8 @@ export async function restoreImage(
     else whole = result.sample;
   }
   const full = blender ? blender.result() : Float32Array.from(whole ?? []);
-  const chw = cropTo(full, width, height, image);
+  const chw =
+    width === image.width && height === image.height ? full : cropTo(full, width, height, image);
   return {
     image: { chw, width: image.width, height: image.height },
     nfe,

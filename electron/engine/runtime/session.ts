@@ -3,6 +3,7 @@
 // fallback, every failure kept as a reason the user can read), adapts feeds to the dtypes the
 // graph declares, and counts the time spent inside `run` so benchmarks can separate engine
 // overhead from network time.
+import { existsSync } from 'node:fs';
 import ort from 'onnxruntime-node';
 import { RetraceError } from '../errors.js';
 
@@ -46,6 +47,10 @@ export interface RunResult {
   dims: number[];
 }
 
+// A provider that cannot load (no CUDA add-on, no driver) is an expected fallback, reported to
+// the user through ProviderReport; onnxruntime's own console logging of it is noise.
+ort.env.logLevel = process.env.RETRACE_ORT_LOG === 'verbose' ? 'verbose' : 'fatal';
+
 const platformOrder: Record<string, ProviderName[]> = {
   linux: ['cuda', 'webgpu'],
   win32: ['dml', 'webgpu'],
@@ -57,7 +62,28 @@ export function candidateProviders(preference: ProviderPreference = 'auto'): Pro
   if (preference !== 'auto') return preference === 'cpu' ? ['cpu'] : [preference, 'cpu'];
   const available = new Set(ort.listSupportedBackends().map((b) => b.name));
   const order = platformOrder[process.platform] ?? [];
-  return [...order.filter((p) => available.has(p)), 'cpu'];
+  return [...order.filter((p) => available.has(p) && !skipReason(p)), 'cpu'];
+}
+
+const vulkanLoaders = [
+  '/usr/lib/x86_64-linux-gnu/libvulkan.so.1',
+  '/usr/lib/aarch64-linux-gnu/libvulkan.so.1',
+  '/usr/lib64/libvulkan.so.1',
+  '/usr/lib/libvulkan.so.1',
+];
+
+/**
+ * Why `auto` does not even try a provider here, if it does not: on Linux, WebGPU runs on Vulkan,
+ * and without a Vulkan loader its start fails after printing to the console. Asking for the
+ * provider by name still tries it.
+ */
+export function skipReason(provider: ProviderName): string | undefined {
+  if (provider === 'webgpu' && process.platform === 'linux') {
+    return vulkanLoaders.some((f) => existsSync(f))
+      ? undefined
+      : 'no Vulkan loader (libvulkan.so.1) on this machine';
+  }
+  return undefined;
 }
 
 function toValueType(t: string | undefined): ValueType {
@@ -144,7 +170,8 @@ export class NetworkSession {
       const sessionOptions: ort.InferenceSession.SessionOptions = {
         executionProviders: [provider],
         graphOptimizationLevel: 'all',
-        logSeverityLevel: 3,
+        // An accelerator that fails to load is an expected, reported fallback, not a console error.
+        logSeverityLevel: provider === 'cpu' ? 3 : 4,
       };
       if (options.threads && options.threads > 0) {
         sessionOptions.intraOpNumThreads = options.threads;

@@ -1,0 +1,529 @@
+// The engine's one entry point for the CLI, the engine host (utilityProcess) and tests: packs by
+// id, models opened once and kept, and every job as `validate → pipeline → write files`.
+// Pipelines compute; this module decides where results go, writes them atomically with their
+// parameters, and never overwrites a source.
+import { mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  replayParamsSchema,
+  restoreParamsSchema,
+  type GenerateParams,
+  type InvertParams,
+  type ReplayParams,
+  type RestoreParams,
+  type RoundtripParams,
+} from '../contract/jobs.js';
+import { RetraceError } from './errors.js';
+import { readInversion, writeInversion, type Inversion } from './formats/inversion.js';
+import { writeBatchReport } from './formats/report.js';
+import {
+  formatA1111,
+  type A1111Parameters,
+  fromModelOutput,
+  readImage,
+  resizeImage,
+  sha256File,
+  toModelInput32,
+  writeImage,
+  type ImageMetadata,
+  type RgbImage,
+} from './images/io.js';
+import { collectInputs, runBatch, type BatchItem } from './jobs/batch.js';
+import {
+  defaultPackDirs,
+  PackRegistry,
+  type LoadedPack,
+  type PackListEntry,
+} from './packs/loader.js';
+import { generate as generatePipeline } from './pipelines/generate.js';
+import {
+  invertImage as invertPipeline,
+  replayInversion as replayPipeline,
+  roundtrip as roundtripPipeline,
+  type InversionState,
+  type ModelImage,
+} from './pipelines/invert.js';
+import { DiffusionModel } from './pipelines/model.js';
+import { restoreImage } from './pipelines/restore.js';
+import type { RunOptions } from './progress.js';
+import { candidateProviders, type ProviderPreference } from './runtime/session.js';
+
+export const ENGINE_VERSION = '0.1.0';
+
+export interface EngineConfig {
+  /** Folders holding bundled packs; default: the repository's / app's `models/packs`. */
+  packDirs?: string[];
+  /** Where imports are recorded (imports.json) and user packs live. */
+  userDir: string;
+  runtime?: { provider?: ProviderPreference; threads?: number };
+}
+
+export type ImageFormat = 'png' | 'jpeg' | 'webp';
+
+export interface GenerateTarget {
+  /** Folder for the images (named `<prefix>-<seed>.<format>`). */
+  dir?: string;
+  /** One file; with several images the seed is added before the extension. */
+  file?: string;
+  format?: ImageFormat;
+  prefix?: string;
+}
+
+export interface GenerateResult {
+  images: { file: string; seed: number; width: number; height: number }[];
+  nfe: number;
+  seconds: number;
+  params: Record<string, unknown>;
+}
+
+export interface InvertResult {
+  inversion: string;
+  preview: string;
+  nfe: number;
+  seconds: number;
+  levels: number[];
+}
+
+export interface ReplayResult {
+  image: string;
+  nfe: number;
+  seconds: number;
+}
+
+export interface RoundtripResult {
+  method: string;
+  latentMaxAbsError: number;
+  pixelMaxAbsError: number;
+  vaeMaxAbsError: number;
+  nfe: number;
+  seconds: number;
+  gamma?: number;
+  steps: number;
+  image?: string;
+}
+
+export interface RestoreResult {
+  items: BatchItem[];
+  report: string;
+  csv: string;
+  cancelled: boolean;
+}
+
+export interface PackDetails extends PackListEntry {
+  card?: string;
+  eval?: unknown;
+  manifest: unknown;
+}
+
+const extensionOf: Record<ImageFormat, string> = { png: '.png', jpeg: '.jpg', webp: '.webp' };
+
+function formatFromFile(file: string): ImageFormat {
+  const ext = path.extname(file).toLowerCase();
+  if (ext === '.jpg' || ext === '.jpeg') return 'jpeg';
+  if (ext === '.webp') return 'webp';
+  if (ext === '.png') return 'png';
+  throw new RetraceError('BAD_INPUT', `${file}: unsupported output type (use .png, .jpg or .webp)`);
+}
+
+function toModelImage(image: RgbImage): ModelImage {
+  return { chw: toModelInput32(image), width: image.width, height: image.height };
+}
+
+function toRgb(image: ModelImage, alpha?: Float32Array): RgbImage {
+  return fromModelOutput(image.chw, image.width, image.height, alpha);
+}
+
+/** Side of the working image for a latent pack: the longer side of its default resolution. */
+function workingSize(pack: LoadedPack, width: number, height: number) {
+  const [dw, dh] = pack.manifest.resolution.default;
+  const m = pack.manifest.resolution.multipleOf;
+  const side = Math.max(dw, dh);
+  const scale = side / Math.max(width, height);
+  const round = (v: number) => Math.max(m, Math.round((v * scale) / m) * m);
+  return { width: round(width), height: round(height) };
+}
+
+export class Engine {
+  private readonly registry: PackRegistry;
+  private runtime: { provider?: ProviderPreference; threads?: number };
+  private readonly models = new Map<string, DiffusionModel>();
+
+  constructor(private readonly config: EngineConfig) {
+    this.registry = new PackRegistry({
+      bundledDirs: config.packDirs ?? defaultPackDirs(),
+      userDir: config.userDir,
+    });
+    this.runtime = { ...(config.runtime ?? {}) };
+  }
+
+  /** Changes the execution provider / threads; models reopen on their next use. */
+  async setRuntime(runtime: { provider?: ProviderPreference; threads?: number }): Promise<void> {
+    this.runtime = { ...this.runtime, ...runtime };
+    await this.close();
+  }
+
+  listPacks(): Promise<PackListEntry[]> {
+    return this.registry.list();
+  }
+
+  async packInfo(id: string): Promise<PackDetails> {
+    const entries = await this.registry.list();
+    const entry = entries.find((e) => e.id === id);
+    if (!entry) {
+      throw new RetraceError(
+        'BAD_INPUT',
+        `no pack '${id}' (known: ${entries.map((e) => e.id).join(', ') || 'none'})`,
+      );
+    }
+    if (!entry.ok) return { ...entry, manifest: undefined };
+    const pack = await this.registry.get(id);
+    const details: PackDetails = { ...entry, manifest: pack.manifest };
+    if (pack.cardFile) details.card = await readFile(pack.cardFile, 'utf8');
+    if (pack.evalFile) details.eval = JSON.parse(await readFile(pack.evalFile, 'utf8')) as unknown;
+    return details;
+  }
+
+  async importPack(folder: string, id?: string): Promise<PackListEntry> {
+    const pack = await this.registry.importFolder(folder, id === undefined ? {} : { id });
+    const entry = (await this.registry.list()).find((e) => e.id === pack.id);
+    if (!entry) throw new RetraceError('RUNTIME', `imported pack ${pack.id} is not listed`);
+    return entry;
+  }
+
+  /** The providers this build can try, in order, and what the open sessions actually use. */
+  providers(): {
+    candidates: string[];
+    sessions: { file: string; used: string; attempts: unknown[] }[];
+  } {
+    return {
+      candidates: candidateProviders(this.runtime.provider ?? 'auto'),
+      sessions: [...this.models.values()].flatMap((m) =>
+        m.sessions().map((s) => ({
+          file: s.file,
+          used: s.provider.used,
+          attempts: s.provider.attempts,
+        })),
+      ),
+    };
+  }
+
+  /** The model of a pack (by id or folder), opened once and kept. */
+  async model(idOrPath: string): Promise<DiffusionModel> {
+    const pack = await this.registry.get(idOrPath);
+    const key = `${pack.id}@${pack.unetSha256}`;
+    let model = this.models.get(key);
+    if (!model) {
+      model = new DiffusionModel(pack, this.runtime);
+      this.models.set(key, model);
+    }
+    return model;
+  }
+
+  async generate(
+    p: GenerateParams,
+    out: GenerateTarget,
+    run: RunOptions = {},
+  ): Promise<GenerateResult> {
+    const model = await this.model(p.model);
+    const result = await generatePipeline(model, p, run);
+    const format = out.format ?? (out.file ? formatFromFile(out.file) : 'png');
+    const images: GenerateResult['images'] = [];
+    for (const image of result.images) {
+      const file = this.generatedName(out, format, image.seed, result.images.length);
+      const params = {
+        ...result.params,
+        seed: image.seed,
+        count: 1,
+        nfe: result.nfe / result.images.length,
+      };
+      await mkdir(path.dirname(file), { recursive: true });
+      await writeImage(file, toRgb(image), {
+        format,
+        metadata: this.metadata('generate', params, {
+          prompt: result.params.prompt,
+          negativePrompt: result.params.negativePrompt,
+          steps: result.params.steps,
+          sampler:
+            result.params.sampler === 'bdia'
+              ? 'BDIA-DDIM'
+              : result.params.timeShift
+                ? 'DDIM Time-Shift'
+                : 'DDIM',
+          guidance: result.params.guidance,
+          seed: image.seed,
+          width: image.width,
+          height: image.height,
+          model: model.source.id,
+        }),
+      });
+      images.push({ file, seed: image.seed, width: image.width, height: image.height });
+    }
+    return { images, nfe: result.nfe, seconds: result.seconds, params: { ...result.params } };
+  }
+
+  private generatedName(
+    out: GenerateTarget,
+    format: ImageFormat,
+    seed: number,
+    count: number,
+  ): string {
+    if (out.file) {
+      if (count === 1) return path.resolve(out.file);
+      const ext = path.extname(out.file);
+      return path.resolve(`${out.file.slice(0, out.file.length - ext.length)}-${seed}${ext}`);
+    }
+    if (!out.dir) throw new RetraceError('BAD_INPUT', 'out: give a folder or a file');
+    return path.resolve(out.dir, `${out.prefix ?? 'retrace'}-${seed}${extensionOf[format]}`);
+  }
+
+  private metadata(
+    job: string,
+    params: Record<string, unknown>,
+    a1111?: A1111Parameters,
+  ): ImageMetadata {
+    const metadata: ImageMetadata = { retrace: { job, engine: ENGINE_VERSION, ...params } };
+    if (a1111) metadata.parameters = formatA1111(a1111);
+    return metadata;
+  }
+
+  /** Reads a photo and resizes it to the pack's working size. */
+  private async workingImage(pack: LoadedPack, file: string) {
+    const source = await readImage(file);
+    const size = workingSize(pack, source.width, source.height);
+    const resized =
+      size.width === source.width && size.height === source.height
+        ? source
+        : await resizeImage(source, size.width, size.height);
+    return { source, image: toModelImage(resized) };
+  }
+
+  async invertImage(p: InvertParams, outFile: string, run: RunOptions = {}): Promise<InvertResult> {
+    if (!outFile.endsWith('.safetensors')) {
+      throw new RetraceError(
+        'BAD_INPUT',
+        `${outFile}: an inversion file must end in .inversion.safetensors`,
+      );
+    }
+    const model = await this.model(p.model);
+    const pack = model.source as LoadedPack;
+    const { image } = await this.workingImage(pack, p.image);
+    const result = await invertPipeline(model, image, p, run);
+    const inv = result.inversion;
+    const decoded = await model.decodeLatent(result.latent, inv.shape.slice(1));
+    const preview = toRgb({ chw: decoded.chw, width: decoded.width, height: decoded.height });
+    const inversion: Inversion = {
+      zTop: inv.top,
+      zNext: inv.next,
+      shape: inv.shape,
+      preview: { data: rgb8(preview), width: preview.width, height: preview.height },
+      meta: {
+        packId: pack.id,
+        unetSha256: pack.unetSha256,
+        method: 'bdia',
+        gamma: inv.gamma,
+        levels: inv.levels,
+        guidance: inv.guidance,
+        prompt: inv.prompt,
+        negativePrompt: inv.negativePrompt,
+        width: inv.width,
+        height: inv.height,
+        sourceSha256: await sha256File(p.image),
+        engineVersion: ENGINE_VERSION,
+        createdAt: new Date().toISOString(),
+        strength: inv.strength,
+        steps: inv.steps,
+      },
+    };
+    const target = path.resolve(outFile);
+    await mkdir(path.dirname(target), { recursive: true });
+    await writeInversion(target, inversion);
+    const previewFile = target.replace(/\.inversion\.safetensors$|\.safetensors$/, '.preview.png');
+    await writeImage(previewFile, preview, { format: 'png' });
+    return {
+      inversion: target,
+      preview: previewFile,
+      nfe: result.nfe,
+      seconds: result.seconds,
+      levels: inv.levels,
+    };
+  }
+
+  async replayInversion(
+    p: ReplayParams,
+    outFile: string,
+    run: RunOptions = {},
+  ): Promise<ReplayResult> {
+    const params = replayParamsSchema.parse(p);
+    const peek = await readInversion(params.inversion);
+    const model = await this.model(params.model ?? peek.meta.packId).catch((err: unknown) => {
+      if (params.model !== undefined) throw err;
+      throw new RetraceError(
+        'BAD_INPUT',
+        `${params.inversion} was made with pack '${peek.meta.packId}', which is not installed here: import it (retrace models import FOLDER) or name it with --model`,
+      );
+    });
+    const pack = model.source as LoadedPack;
+    const inv = await readInversion(params.inversion, {
+      expect: { packId: pack.id, unetSha256: pack.unetSha256 },
+    });
+    const state: InversionState = {
+      top: inv.zTop,
+      next: inv.zNext,
+      shape: inv.shape,
+      levels: inv.meta.levels,
+      gamma: inv.meta.gamma,
+      guidance: inv.meta.guidance,
+      prompt: inv.meta.prompt,
+      negativePrompt: inv.meta.negativePrompt,
+      steps: inv.meta.steps ?? inv.meta.levels.length - 1,
+      strength: inv.meta.strength ?? 1,
+      width: inv.meta.width,
+      height: inv.meta.height,
+    };
+    const result = await replayPipeline(
+      model,
+      state,
+      {
+        ...(params.prompt !== undefined ? { prompt: params.prompt } : {}),
+        ...(params.negativePrompt !== undefined ? { negativePrompt: params.negativePrompt } : {}),
+        ...(params.guidance !== undefined ? { guidance: params.guidance } : {}),
+      },
+      run,
+    );
+    const prompt = params.prompt ?? inv.meta.prompt;
+    const target = path.resolve(outFile);
+    await mkdir(path.dirname(target), { recursive: true });
+    await writeImage(target, toRgb(result.image), {
+      format: formatFromFile(target),
+      metadata: this.metadata('replay', {
+        inversion: path.basename(params.inversion),
+        prompt,
+        sourcePrompt: inv.meta.prompt,
+        guidance: params.guidance ?? inv.meta.guidance,
+        levels: state.levels,
+        gamma: state.gamma,
+        model: pack.id,
+      }),
+    });
+    return { image: target, nfe: result.nfe, seconds: result.seconds };
+  }
+
+  async roundtrip(
+    p: RoundtripParams,
+    out: { image?: string } = {},
+    run: RunOptions = {},
+  ): Promise<RoundtripResult> {
+    const model = await this.model(p.model);
+    const { image } = await this.workingImage(model.source as LoadedPack, p.image);
+    const report = await roundtripPipeline(model, image, p, run);
+    const result: RoundtripResult = {
+      method: report.method,
+      latentMaxAbsError: report.latentMaxAbsError,
+      pixelMaxAbsError: report.pixelMaxAbsError,
+      vaeMaxAbsError: report.vaeMaxAbsError,
+      nfe: report.nfe,
+      seconds: report.seconds,
+      steps: report.levels.length - 1,
+    };
+    if (report.gamma !== undefined) result.gamma = report.gamma;
+    if (out.image) {
+      const target = path.resolve(out.image);
+      await writeImage(target, toRgb(report.image), { format: formatFromFile(target) });
+      result.image = target;
+    }
+    return result;
+  }
+
+  async restore(
+    p: RestoreParams,
+    run: RunOptions & { onItem?: (item: BatchItem, done: number, total: number) => void } = {},
+  ): Promise<RestoreResult> {
+    const params = restoreParamsSchema.parse(p);
+    const model = await this.model(params.model);
+    if (model.manifest.task !== 'restoration') {
+      throw new RetraceError('BAD_INPUT', `pack ${model.source.id} is not a restoration pack`);
+    }
+    const inputs = await collectInputs(params.inputs, params.recursive);
+    const outputDir = path.resolve(params.outputDir);
+    await mkdir(outputDir, { recursive: true });
+    const started = new Date();
+    const format = params.format;
+    const outputName =
+      format === 'same'
+        ? undefined
+        : (relative: string) =>
+            relative.replace(/\.[^./]+$/, '') + (format === 'jpeg' ? '.jpg' : `.${format}`);
+    const result = await runBatch<RgbImage, RgbImage>(
+      inputs,
+      {
+        load: (input) => readImage(input.file),
+        process: async (image, input, signal) => {
+          const restored = await restoreImage(
+            model,
+            toModelImage(image),
+            {
+              seed: params.seed,
+              ...(params.tile !== undefined ? { tile: params.tile } : {}),
+              ...(params.overlap !== undefined ? { overlap: params.overlap } : {}),
+              ...(params.steps !== undefined ? { steps: params.steps } : {}),
+            },
+            {
+              signal,
+              onProgress: (e) => run.onProgress?.({ ...e, detail: input.relative }),
+            },
+          );
+          const out = toRgb(restored.image, image.alpha);
+          out.meta = { ...image.meta };
+          return out;
+        },
+        save: async (image, output, input) => {
+          await mkdir(path.dirname(output), { recursive: true });
+          await writeImage(output, image, {
+            metadata: this.metadata('restore', {
+              model: model.source.id,
+              seed: params.seed,
+              source: input.relative,
+            }),
+          });
+        },
+      },
+      {
+        outputDir,
+        skipExisting: params.skipExisting,
+        ...(outputName ? { outputName } : {}),
+        ...(run.signal ? { signal: run.signal } : {}),
+        ...(run.onProgress ? { onProgress: run.onProgress } : {}),
+        ...(run.onItem ? { onItem: run.onItem } : {}),
+      },
+    );
+    const report = path.resolve(params.report ?? path.join(outputDir, 'retrace-report.json'));
+    const written = await writeBatchReport(report, {
+      items: result.items.filter((i): i is BatchItem => i !== undefined),
+      cancelled: result.cancelled,
+      model: model.source.id,
+      seed: params.seed,
+      started: started.toISOString(),
+      finished: new Date().toISOString(),
+    });
+    return { items: result.items, report, csv: written.csv, cancelled: result.cancelled };
+  }
+
+  async close(): Promise<void> {
+    const models = [...this.models.values()];
+    this.models.clear();
+    await Promise.all(models.map((m) => m.dispose()));
+  }
+}
+
+/** 8-bit interleaved RGB of an image (for inversion previews). */
+function rgb8(image: RgbImage): Uint8Array {
+  const n = image.width * image.height;
+  const out = new Uint8Array(3 * n);
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < 3; c++) {
+      const v = image.data[c * n + i] as number;
+      out[3 * i + c] = Math.round(Math.min(1, Math.max(0, v)) * 255);
+    }
+  }
+  return out;
+}
