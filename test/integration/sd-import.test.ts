@@ -43,9 +43,10 @@ describe('Stable Diffusion folder import', () => {
     });
     expect(m.prediction).toBe('epsilon');
     expect(pack.stepsOffset).toBe(1);
-    // 4 VAE blocks → 3 downsamplings → 8; unet sample_size 8 → 64 pixels.
+    // 4 VAE blocks → 3 downsamplings → 8; unet sample_size 8 → 64 pixels; the unet's 2 blocks
+    // halve the latent once, so pixel sizes must be multiples of 8 × 2.
     expect(m.latent).toEqual({ channels: 4, downsample: 8, scale: 0.18215 });
-    expect(m.resolution).toEqual({ default: [64, 64], multipleOf: 8 });
+    expect(m.resolution).toEqual({ default: [64, 64], multipleOf: 16 });
     expect(m.timestepInput).toBe('int64');
     expect(m.defaults).toMatchObject({ steps: 50, guidance: 7.5, gamma: 0.94, strength: 0.8 });
     expect(pack.files).toEqual({

@@ -3,7 +3,7 @@
 // be kept in a JSON file (the registry keeps one in the user folder) so the next process gains too.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { RetraceError } from '../errors.js';
@@ -78,6 +78,7 @@ export class HashCache {
     this.dirty = false;
     const data = { format: 'retrace-hash-cache/1', entries: Object.fromEntries(this.entries) };
     try {
+      await mkdir(path.dirname(this.file), { recursive: true });
       await writeFileAtomic(this.file, JSON.stringify(data) + '\n');
     } catch {
       // The cache is an optimisation: a read-only user folder must not stop a pack from loading.

@@ -12,7 +12,7 @@ import { describeError, RetraceError } from '../errors.js';
 import { writeFileAtomic } from '../formats/atomic.js';
 import type { ModelSource, TextTokenizer } from '../pipelines/model.js';
 import { describeDiffusersFolder } from './diffusers.js';
-import { defaultHashCache, type HashCache } from './hash.js';
+import { defaultHashCache, HashCache } from './hash.js';
 import { packManifestSchema, type PackManifest } from './schema.js';
 import { loadClipTokenizer, loadTokenizerJson } from './tokenizers.js';
 
@@ -279,7 +279,8 @@ export class PackRegistry {
   constructor(options: { bundledDirs: string[]; userDir: string; hashCache?: HashCache }) {
     this.bundledDirs = options.bundledDirs.map((d) => path.resolve(d));
     this.userDir = path.resolve(options.userDir);
-    this.hashCache = options.hashCache ?? defaultHashCache;
+    // Kept on disk by default, so a gigabyte unet is hashed once, not once per process.
+    this.hashCache = options.hashCache ?? new HashCache(path.join(this.userDir, 'hash-cache.json'));
   }
 
   get importsFile(): string {

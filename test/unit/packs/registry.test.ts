@@ -160,3 +160,12 @@ describe('defaultPackDirs', () => {
     ]);
   });
 });
+
+describe('PackRegistry hash cache', () => {
+  it('keeps sha256 results in the user folder for the next process', async () => {
+    const user3 = path.join(root, 'user3');
+    await new PackRegistry({ bundledDirs: [bundled], userDir: user3 }).get('restore-a');
+    const saved = JSON.parse(await readFile(path.join(user3, 'hash-cache.json'), 'utf8'));
+    expect(Object.keys(saved.entries)).toContain(path.join(bundled, 'restore-a', 'unet.onnx'));
+  });
+});
