@@ -30,6 +30,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, heads: int, context_dim: int | None = None):
         super().__init__()
         self.heads = heads
+        self.scale = 1.0 / math.sqrt(dim // heads)
         self.q = nn.Linear(dim, dim, bias=False)
         self.k = nn.Linear(context_dim or dim, dim, bias=False)
         self.v = nn.Linear(context_dim or dim, dim, bias=False)
@@ -42,7 +43,7 @@ class Attention(nn.Module):
         q = self.q(x).reshape(b, n, h, d // h).transpose(1, 2)
         k = self.k(context).reshape(b, -1, h, d // h).transpose(1, 2)
         v = self.v(context).reshape(b, -1, h, d // h).transpose(1, 2)
-        w = torch.softmax(q @ k.transpose(-1, -2) * (1.0 / math.sqrt(d // h)), dim=-1)
+        w = torch.softmax(q @ k.transpose(-1, -2) * self.scale, dim=-1)
         return self.out((w @ v).transpose(1, 2).reshape(b, n, d))
 
 
