@@ -58,6 +58,7 @@ const TEXT_FIELDS = [
   'engineVersion',
   'createdAt',
 ] as const;
+const TENSOR_ORDER = ['z_top', 'z_next', 'preview'] as const;
 const NUMBER_FIELDS = ['gamma', 'guidance', 'width', 'height'] as const;
 const OPTIONAL_NUMBER_FIELDS = ['strength', 'steps'] as const;
 
@@ -210,7 +211,15 @@ export function parseInversion(
   }
   checkCanonicalHeader(file, bytes);
   const recordedTensorHash = field(file, metadata, 'tensorSha256');
-  const actualTensorHash = sha256(parsed.dataRegion);
+  // The tensors in their canonical order (z_top, z_next, preview): byte for byte the data region
+  // our writer lays out, and still valid when another safetensors writer re-saved the file in its
+  // own order. Every data byte belongs to some tensor (the parser checks), so all are covered.
+  const tensorHash = createHash('sha256');
+  for (const name of TENSOR_ORDER) {
+    const t = tensors.get(name);
+    if (t) tensorHash.update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+  }
+  const actualTensorHash = tensorHash.digest('hex');
   if (actualTensorHash !== recordedTensorHash) {
     throw damaged(
       file,
@@ -260,7 +269,8 @@ export function parseInversion(
     if (metadata[k] !== undefined) meta[k] = numberField(file, metadata, k);
   }
 
-  const unexpected = [...tensors.keys()].filter((k) => !['z_top', 'z_next', 'preview'].includes(k));
+  const known: readonly string[] = TENSOR_ORDER;
+  const unexpected = [...tensors.keys()].filter((k) => !known.includes(k));
   if (unexpected.length > 0) {
     throw new RetraceError(
       'BAD_FILE',

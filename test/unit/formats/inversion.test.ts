@@ -1,5 +1,7 @@
 // Inversion files: a bit-exact F64 round trip, readable by any safetensors reader, and every
 // refusal with its reason (not safetensors, damaged, wrong tag, missing field, other pack/grid).
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,6 +14,7 @@ import {
 } from '../../../electron/engine/formats/inversion.js';
 import { readSafetensors, writeSafetensors } from '../../../electron/engine/formats/safetensors.js';
 
+const PYTHON = path.resolve('models/factory/.venv/bin/python');
 let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'retrace-inv-'));
@@ -93,6 +96,31 @@ describe('inversion files', () => {
     expect(st.metadata.tensorSha256).toMatch(/^[0-9a-f]{64}$/);
     expect(st.metadata.packId).toBe('tiny-sd');
     expect(st.metadata.gamma).toBe('0.94');
+  });
+
+  it('opens in Python safetensors, and is still accepted after Python re-saves it', async (ctx) => {
+    if (!existsSync(PYTHON)) {
+      ctx.skip(`${PYTHON} is absent (npm run models:setup makes it); Python interop not checked`);
+    }
+    const inv = sample();
+    const file = path.join(dir, 'py.inversion.safetensors');
+    const resaved = path.join(dir, 'py-resaved.inversion.safetensors');
+    await writeInversion(file, inv);
+    const script = [
+      'import sys',
+      'from safetensors import safe_open',
+      'from safetensors.numpy import save_file',
+      'with safe_open(sys.argv[1], "np") as f:',
+      '    meta = f.metadata()',
+      '    tensors = {k: f.get_tensor(k) for k in f.keys()}',
+      'print(meta["format"], meta["packId"], tensors["z_top"].dtype, list(tensors["z_top"].shape))',
+      'save_file(tensors, sys.argv[2], metadata=meta)',
+    ].join('\n');
+    const out = execFileSync(PYTHON, ['-c', script, file, resaved], { encoding: 'utf8' });
+    expect(out.trim()).toBe('retrace-inversion/1 tiny-sd float64 [1, 4, 8, 8]');
+    const back = await readInversion(resaved, { expect: { packId: 'tiny-sd', levels: LEVELS } });
+    expect(Buffer.from(back.zTop.buffer)).toEqual(Buffer.from(inv.zTop.buffer));
+    expect(back.meta).toEqual(inv.meta);
   });
 
   it('refuses any one-byte change anywhere in the file', async () => {
