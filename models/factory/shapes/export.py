@@ -282,22 +282,29 @@ def export_pack(checkpoint: Path, folder: Path, pack_id: str, vectors: Path, log
 
 
 def rl_checkpoint(rl_dir: Path, method: str) -> tuple[Path | None, dict]:
-    """The checkpoint of `method` to ship: the best seed by held-out alignment in C's summary.json
-    when it records one, else the first seed; (None, {}) when the RL stage has not produced it."""
+    """The checkpoint of `method` to ship: the one C's summary.json names under `export` (the seed
+    best on *seen* prompts, so held-out prompts stay a test set), else the first seed; (None, {})
+    when the RL stage has not produced one."""
     summary_path = rl_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    named = summary.get("export", {}).get(method) if isinstance(summary, dict) else None
+    if isinstance(named, str) and (rl_dir / named).is_file():
+        return rl_dir / named, summary
     seeds = sorted(rl_dir.glob(f"{method}-seed*/model.pt"))
-    if not seeds:
-        return None, summary
-    best = seeds[0]
-    runs = summary.get("runs") if isinstance(summary, dict) else None
-    if isinstance(runs, dict):
-        scored = [(r.get("final", {}).get("heldout"), rl_dir / name / "model.pt")
-                  for name, r in runs.items() if name.startswith(f"{method}-seed") and isinstance(r, dict)]
-        scored = [(s, p) for s, p in scored if isinstance(s, (int, float)) and p.is_file()]
-        if scored:
-            best = max(scored, key=lambda sp: sp[0])[1]
-    return best, summary
+    return (seeds[0] if seeds else None), summary
+
+
+def tuning_block(ckpt: Path, method: str) -> dict:
+    """pack.json's `tuning`: method, base, reward, the run's reward queries and final metrics."""
+    history_path = ckpt.parent / "history.json"
+    history = json.loads(history_path.read_text()) if history_path.is_file() else {}
+    block = {"method": "b2-diffurl" if method == "b2" else "ddpo", "base": "shapes-base",
+             "reward": "Shapes detector: 1 when the image shows exactly the prompt's objects in its relation, else 0",
+             "metrics": {k: v for k, v in history.get("final", {}).items() if isinstance(v, (int, float))},
+             "recipe": f"models/factory/shapes/rl, run {ckpt.parent.name}"}
+    if isinstance(history.get("queries"), int):
+        block["queries"] = history["queries"]
+    return block
 
 
 def export_all(base: Path, rl_dir: Path, packs: Path, parity: Path, log: Log, smoke: bool = False,
@@ -311,11 +318,8 @@ def export_all(base: Path, rl_dir: Path, packs: Path, parity: Path, log: Log, sm
         if ckpt is None:
             log(f"{pack_id}: no {method} checkpoint under {rl_dir}; not exported")
             continue
-        tuning = {"method": "b2-diffurl" if method == "b2" else "ddpo", "base": "shapes-base",
-                  "reward": "shapes detector (prompt alignment, 0/1)", "metrics": {},
-                  "recipe": f"models/factory/shapes/rl ({ckpt.parent.name})"}
         results[pack_id] = export_pack(ckpt, packs / pack_id, pack_id, parity / f"{pack_id}.safetensors",
-                                       log, defaults, tuning)
+                                       log, defaults, tuning_block(ckpt, method))
     total = sum(r["bytes"] for r in results.values())
     log(f"Shapes packs together: {total / 2**20:.2f} MiB")
     if total > 40 * 2**20:
