@@ -68,9 +68,6 @@ export function cleanClipText(text: string): string {
     .split(/\s+/u)
     .filter((w) => w.length > 0)
     .map((w) => w.toLowerCase())
-    .join(' ')
-    .split(/\s+/u)
-    .filter((w) => w.length > 0)
     .join(' ');
 }
 

@@ -74,6 +74,26 @@ async function readTokenizerConfig(files: string[]): Promise<Record<string, unkn
 interface HfTokenizer {
   encode(text: string, options?: { add_special_tokens?: boolean }): { ids: number[] };
   token_to_id(token: string): number | undefined;
+  normalizer: NormalizerLike | null;
+}
+
+interface NormalizerLike {
+  config?: { type?: unknown };
+  normalizers?: (NormalizerLike | null)[];
+  normalize?: (text: string) => string;
+}
+
+/**
+ * The Rust `Lowercase` normalizer lower-cases each character alone; JavaScript's toLowerCase
+ * applies the Greek final-sigma rule ("ΣΑΣ" → "σας", not "σασ"), which changes the ids. The
+ * library's Lowercase steps are given the per-character version.
+ */
+function fixLowercase(n: NormalizerLike | null | undefined): void {
+  if (!n) return;
+  if (n.config?.type === 'Lowercase') {
+    n.normalize = (text) => Array.from(text, (ch) => ch.toLowerCase()).join('');
+  }
+  n.normalizers?.forEach(fixLowercase);
 }
 
 /**
@@ -168,6 +188,7 @@ export async function loadTokenizerJson(
       { cause: err },
     );
   }
+  fixLowercase(tokenizer.normalizer);
   const padding = isRecord(json.padding) ? json.padding : undefined;
   const candidates = [tokenText(config.pad_token), '[PAD]', '<pad>'];
   let padId = typeof padding?.pad_id === 'number' ? padding.pad_id : undefined;
