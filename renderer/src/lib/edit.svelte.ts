@@ -43,6 +43,8 @@ class EditStore {
   });
   inversion = $state<InversionState | null>(null);
   jobId = $state<string | undefined>(undefined);
+  /** The latest job, still shown (with its outcome) after it ended. */
+  lastJobId = $state<string | undefined>(undefined);
   error = $state('');
   message = $state('');
   compare = $state(true);
@@ -108,6 +110,7 @@ class EditStore {
     try {
       const { jobId, done } = await jobs.start(request, label);
       this.jobId = jobId;
+      this.lastJobId = jobId;
       const job = await done;
       if (job.status === 'failed') this.error = job.error ?? 'failed';
       if (job.status === 'cancelled') this.message = 'Cancelled.';

@@ -29,6 +29,8 @@ class GenerateStore {
   count = $state(2);
   results = $state<GeneratedImage[]>([]);
   jobId = $state<string | undefined>(undefined);
+  /** The latest job, still shown (with its outcome) after it ended. */
+  lastJobId = $state<string | undefined>(undefined);
   error = $state('');
   message = $state('');
   busy = $derived(this.jobId !== undefined);
@@ -82,6 +84,7 @@ class GenerateStore {
       const label = `Generate ×${this.count}: ${this.prompt.slice(0, 40)}`;
       const { jobId, done } = await jobs.start({ kind: 'generate', params }, label);
       this.jobId = jobId;
+      this.lastJobId = jobId;
       const job = await done;
       if (job.status === 'failed') this.error = job.error ?? 'failed';
       else if (job.status === 'cancelled') this.message = 'Cancelled.';

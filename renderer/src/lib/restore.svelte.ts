@@ -25,6 +25,8 @@ class RestoreStore {
   rows = $derived(mergeRows(this.baseRows, jobs.get(this.liveJobId)?.items ?? []));
   report = $state('');
   jobId = $state<string | undefined>(undefined);
+  /** The latest job, still shown (with its outcome) after it ended. */
+  lastJobId = $state<string | undefined>(undefined);
   paused = $state(false);
   error = $state('');
   message = $state('');
@@ -54,22 +56,19 @@ class RestoreStore {
       if (!picked) return;
       if (which === 'input') {
         this.folder = picked.path;
-        if (!this.outputDir) this.outputDir = `${picked.path.replace(/[\\/]+$/, '')}-restored`;
       } else this.outputDir = picked.path;
     } catch (err) {
       this.error = errorMessage(err);
     }
   }
 
-  private outputFor(photo: ImageRef): string {
-    const dir = photo.path.replace(/[\\/][^\\/]*$/, '');
-    return `${dir}/restored`;
-  }
-
   async restorePhoto(): Promise<void> {
     if (!this.photo) return;
+    // One photo goes to the app's output folder; the source is never overwritten.
+    const info = await api().invoke('app:info', {});
+    const outputDir = `${String(info.outputDir)}/restored`;
     const job = await this.start(
-      { inputs: [this.photo.path], outputDir: this.outputFor(this.photo), skipExisting: false },
+      { inputs: [this.photo.path], outputDir, skipExisting: false },
       `Restore ${basename(this.photo.path)}`,
     );
     const items = (Array.isArray(job?.items) ? job.items : []) as {
@@ -87,6 +86,7 @@ class RestoreStore {
       this.error = 'Choose an input folder and an output folder.';
       return;
     }
+    this.report = '';
     if (!resume) {
       this.baseRows = [];
       this.liveJobId = undefined;
@@ -120,6 +120,7 @@ class RestoreStore {
         label,
       );
       this.jobId = jobId;
+      this.lastJobId = jobId;
       if (params.inputs[0] === this.folder) this.liveJobId = jobId;
       const job = await done;
       if (job.status === 'failed') this.error = job.error ?? 'failed';
@@ -135,7 +136,6 @@ class RestoreStore {
           this.liveJobId = undefined;
         }
         if (result.cancelled === true) this.message = this.paused ? 'Paused.' : 'Cancelled.';
-        if (typeof result.report === 'string') this.report = result.report;
       }
       return result;
     } catch (err) {

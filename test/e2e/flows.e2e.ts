@@ -1,0 +1,319 @@
+// The app's flows in Debian's Chromium against the built renderer, through the Node bridge to
+// the real engine host and real packs. Each flow saves a screenshot under test/e2e/screenshots/.
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Bridge } from './bridge.js';
+import { ROOT, TMP } from './build.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const SHOTS = path.join(ROOT, 'test', 'e2e', 'screenshots');
+const TINY_SD = path.join(ROOT, 'test', 'fixtures', 'tiny-sd');
+const work = path.join(TMP, `run-${process.pid}`);
+
+let browser: Browser;
+let page: Page;
+let bridge: Bridge;
+let restorePack: string | undefined;
+const pageErrors: string[] = [];
+
+/** A small photo with structure (gradient + blocks), optionally with noise added. */
+async function makePhoto(file: string, size: number, noise = 0, seed = 1): Promise<string> {
+  const data = Buffer.alloc(size * size * 3);
+  let s = seed;
+  const rand = () => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1;
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      const i = 3 * (y * size + x);
+      const block = (Math.floor(x / (size / 4)) + Math.floor(y / (size / 4))) % 2;
+      const base = [40 + (180 * x) / size, 60 + (150 * y) / size, block ? 200 : 50];
+      for (let c = 0; c < 3; c++) {
+        data[i + c] = Math.max(0, Math.min(255, Math.round((base[c] ?? 0) + noise * rand())));
+      }
+    }
+  }
+  mkdirSync(path.dirname(file), { recursive: true });
+  await sharp(data, { raw: { width: size, height: size, channels: 3 } })
+    .png()
+    .toFile(file);
+  return file;
+}
+
+async function shot(name: string): Promise<void> {
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: false });
+}
+
+async function nav(view: string): Promise<void> {
+  await page.getByTestId(`nav-${view}`).click();
+}
+
+async function rawPixels(file: string): Promise<Buffer> {
+  return sharp(file).removeAlpha().raw().toBuffer();
+}
+
+beforeAll(async () => {
+  rmSync(work, { recursive: true, force: true });
+  mkdirSync(work, { recursive: true });
+  mkdirSync(SHOTS, { recursive: true });
+  bridge = new Bridge({ dir: work, packDirs: [path.join(ROOT, 'models', 'packs')] });
+  await bridge.start();
+  // The tiny Stable Diffusion fixture is a diffusers ONNX folder: import it like a user would.
+  await bridge.engine.request('packs:import', { folder: TINY_SD });
+  const packs = (await bridge.engine.request('packs:list', {})) as {
+    id: string;
+    task: string;
+    ok: boolean;
+  }[];
+  restorePack = packs.find((p) => p.ok && p.task === 'restoration')?.id;
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  page = await browser.newPage({ viewport: { width: 1280, height: 820 } });
+  page.on('console', (m) => {
+    if (m.type() === 'error') pageErrors.push(m.text());
+  });
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  await bridge.attach(page);
+  await page.goto(`${bridge.origin}/index.html`);
+  await page.getByTestId('nav-edit').waitFor();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await bridge?.close();
+});
+
+describe('Retrace in the browser', () => {
+  let exportedInversion = '';
+  let roundtripImage = '';
+
+  it('edit a photo, then export the image and the inversion', async () => {
+    const photo = await makePhoto(path.join(work, 'photos', 'squares.png'), 64);
+    await nav('edit');
+    bridge.answer('openImage', photo);
+    await page.getByTestId('open-image').click();
+    await page
+      .getByRole('region', { name: 'drop a photo here' })
+      .getByText('squares.png')
+      .waitFor();
+    await page.getByTestId('edit-model').selectOption('tiny-sd');
+    await page.getByTestId('source-prompt').fill('a red square on a gradient');
+    await page.getByText('Advanced').click();
+    await page.getByTestId('adv-steps').fill('10');
+    await page.getByTestId('invert').click();
+    await page.getByTestId('roundtrip-pixel').waitFor({ timeout: 120_000 });
+    const err = await page.getByTestId('roundtrip-pixel').innerText();
+    expect(err).toMatch(/pixel max error/);
+    const firstAfter = await page.getByTestId('after-image').getAttribute('src');
+    roundtripImage = decodeURIComponent(String(firstAfter).split('/image/')[1] ?? '');
+    expect(existsSync(roundtripImage)).toBe(true);
+
+    await page.getByTestId('edit-prompt').fill('a blue circle on a gradient');
+    await page.getByTestId('apply-edit').click();
+    await expect
+      .poll(() => page.getByTestId('after-image').getAttribute('src'), { timeout: 120_000 })
+      .not.toBe(firstAfter);
+    const edited = await page.getByTestId('after-image').getAttribute('src');
+    // Undo goes back to the round trip, redo to the edit.
+    await page.getByTestId('undo').click();
+    expect(await page.getByTestId('after-image').getAttribute('src')).toBe(firstAfter);
+    await page.getByTestId('redo').click();
+    expect(await page.getByTestId('after-image').getAttribute('src')).toBe(edited);
+    // The image is actually served from the allow-list.
+    const status = await page.evaluate(async (u) => (await fetch(String(u))).status, edited);
+    expect(status).toBe(200);
+
+    const exportFile = path.join(work, 'exports', 'edited.webp');
+    mkdirSync(path.dirname(exportFile), { recursive: true });
+    bridge.answer('saveFile', exportFile);
+    await page.getByTestId('export-format').selectOption('webp');
+    await page.getByTestId('export-image').click();
+    await page.getByTestId('edit-message').filter({ hasText: 'Exported' }).waitFor();
+    expect((await sharp(exportFile).metadata()).format).toBe('webp');
+
+    exportedInversion = path.join(work, 'exports', 'squares.inversion.safetensors');
+    bridge.answer('saveFile', exportedInversion);
+    await page.getByTestId('export-inversion').click();
+    await page.getByTestId('edit-message').filter({ hasText: 'Saved inversion' }).waitFor();
+    const header = readFileSync(exportedInversion).subarray(8, 4000).toString('latin1');
+    expect(header).toContain('retrace-inversion/1');
+    await shot('edit');
+  });
+
+  it('re-import the inversion and replay it (bit for bit with the same prompt)', async () => {
+    expect(exportedInversion).not.toBe('');
+    bridge.answer('openInversion', exportedInversion);
+    await page.getByTestId('import-inversion').click();
+    await page.getByTestId('edit-message').filter({ hasText: 'Imported' }).waitFor();
+    expect(await page.getByTestId('edit-prompt').inputValue()).toBe('a red square on a gradient');
+    await page.getByTestId('apply-edit').click();
+    await page
+      .getByTestId('export-image')
+      .and(page.locator(':not([disabled])'))
+      .waitFor({ timeout: 120_000 });
+    const src = await page.locator('main img').last().getAttribute('src');
+    const replayed = decodeURIComponent(String(src).split('/image/')[1] ?? '');
+    expect(existsSync(replayed)).toBe(true);
+    // Replaying the source prompt from the file gives exactly the round trip of the first flow.
+    expect((await rawPixels(replayed)).equals(await rawPixels(roundtripImage))).toBe(true);
+    await shot('replay');
+  });
+
+  it('generate with and without Time-Shift', async () => {
+    await nav('generate');
+    await page.getByTestId('gen-model').selectOption('tiny-sd');
+    await page.getByTestId('gen-prompt').fill('a green triangle');
+    await page.getByTestId('gen-steps').fill('8');
+    await page.getByTestId('gen-count').fill('1');
+    await page.getByTestId('gen-seed').fill('42');
+    await page.getByTestId('gen-timeshift').check();
+    await page.getByTestId('gen-run').click();
+    const cards = page.getByTestId('gen-results').locator('li');
+    await expect.poll(() => cards.count(), { timeout: 120_000 }).toBe(1);
+    await page.getByTestId('gen-timeshift').uncheck();
+    await page.getByTestId('gen-run').click();
+    await expect.poll(() => cards.count(), { timeout: 120_000 }).toBe(2);
+    const text = await page.getByTestId('gen-results').innerText();
+    expect(text).toMatch(/timeShift\s+off/);
+    expect(text).toMatch(/timeShift\s+W=80, cutoff=300/);
+    const done = bridge.events.filter((e) => e.type === 'done' && Array.isArray(e.result.images));
+    const params = done.slice(-2).map((e) => (e.type === 'done' ? e.result.params : undefined)) as {
+      timeShift?: unknown;
+    }[];
+    expect(params[0]?.timeShift).toBeTruthy();
+    expect(params[1]?.timeShift ?? null).toBeNull();
+    await shot('generate');
+  });
+
+  it('restore one photo', async (ctx) => {
+    if (!restorePack) {
+      console.log('skipped: no restoration pack under models/packs');
+      ctx.skip();
+    }
+    const noisy = await makePhoto(path.join(work, 'noisy', 'noisy.png'), 96, 40, 7);
+    await nav('restore');
+    await page.getByTestId('mode-photo').check();
+    bridge.answer('openImage', noisy);
+    await page.getByTestId('restore-open').click();
+    await page.getByTestId('restore-run').click();
+    await page.getByTestId('after-image').waitFor({ timeout: 120_000 });
+    const src = await page.getByTestId('after-image').getAttribute('src');
+    const restored = decodeURIComponent(String(src).split('/image/')[1] ?? '');
+    const meta = await sharp(restored).metadata();
+    expect([meta.width, meta.height]).toEqual([96, 96]);
+    await shot('restore-photo');
+  });
+
+  it('restore a folder with a corrupt file: finishes and reports it', async (ctx) => {
+    if (!restorePack) {
+      console.log('skipped: no restoration pack under models/packs');
+      ctx.skip();
+    }
+    const input = path.join(work, 'batch');
+    await makePhoto(path.join(input, 'a.png'), 64, 30, 2);
+    await makePhoto(path.join(input, 'b.png'), 64, 30, 3);
+    await makePhoto(path.join(input, 'sub', 'c.png'), 64, 30, 4);
+    writeFileSync(path.join(input, 'broken.png'), 'this is not a PNG file');
+    const output = path.join(work, 'batch-restored');
+    mkdirSync(output, { recursive: true });
+    await page.getByTestId('mode-folder').check();
+    bridge.answer('openFolder', input);
+    await page.getByTestId('restore-folder').click();
+    bridge.answer('openFolder', output);
+    await page.getByTestId('restore-output').click();
+    await page.getByTestId('restore-folder-run').click();
+    await page.getByTestId('restore-report').waitFor({ timeout: 180_000 });
+    const rows = page.getByTestId('restore-table').locator('tbody tr');
+    expect(await rows.count()).toBe(4);
+    expect(await page.getByTestId('restore-table').locator('tr[data-status="ok"]').count()).toBe(3);
+    const failed = page.getByTestId('restore-table').locator('tr[data-status="failed"]');
+    expect(await failed.count()).toBe(1);
+    expect(await failed.innerText()).toMatch(/broken\.png/);
+    expect(await page.getByTestId('restore-summary').innerText()).toMatch(/3 restored.*1 failed/s);
+    const report = (await page.getByTestId('restore-report').locator('code').innerText()).trim();
+    const json = JSON.parse(readFileSync(report, 'utf8')) as unknown;
+    expect(JSON.stringify(json)).toContain('broken.png');
+    expect(existsSync(path.join(output, 'sub', 'c.png'))).toBe(true);
+    await shot('restore-folder');
+  });
+
+  it('import a broken pack: a clear error naming what is wrong', async () => {
+    await nav('models');
+    const first = page.getByTestId('pack-list').locator('button').first();
+    await first.click();
+    await page.getByTestId('pack-card').locator('h2').first().waitFor();
+    await shot('models');
+    const broken = path.join(work, 'broken-pack');
+    mkdirSync(broken, { recursive: true });
+    writeFileSync(
+      path.join(broken, 'pack.json'),
+      JSON.stringify({ format: 'retrace-pack/1', id: 'Broken Pack!', name: 'x' }),
+    );
+    bridge.answer('openFolder', broken);
+    await page.getByTestId('import-pack').click();
+    const error = page.getByTestId('import-error');
+    await error.waitFor();
+    const text = await error.innerText();
+    expect(text).toMatch(/pack\.json/);
+    expect(text).toMatch(/id|task|components/);
+    await shot('broken-pack');
+  });
+
+  it('cancel a running job: progress moves, cancel lands within one network call', async () => {
+    await nav('generate');
+    await page.getByTestId('gen-steps').fill('400');
+    await page.getByTestId('gen-count').fill('1');
+    await page.getByTestId('gen-run').click();
+    const phase = page.getByTestId('job-phase');
+    const seen = new Set<string>();
+    await expect
+      .poll(
+        async () => {
+          seen.add(await phase.innerText());
+          return [...seen].filter((t) => /\d+\/\d+/.test(t)).length;
+        },
+        { timeout: 60_000, interval: 50 },
+      )
+      .toBeGreaterThanOrEqual(3);
+    await shot('progress');
+    const jobId = [...bridge.events].reverse().find((e) => e.type === 'queued')?.jobId;
+    // Where the event stream stood when the engine answered the cancel request: the host reads
+    // it between two network calls, so after that at most the call in flight may report.
+    let answeredAt = -1;
+    const handlers = bridge.handlers as Record<string, (r: unknown) => unknown>;
+    const cancel = handlers['jobs:cancel'] as (r: unknown) => Promise<unknown>;
+    handlers['jobs:cancel'] = async (r) => {
+      const reply = await cancel(r);
+      answeredAt = bridge.events.length;
+      return reply;
+    };
+    await page.getByTestId('job-cancel').click();
+    await expect
+      .poll(() => page.getByTestId('job-status').innerText(), { timeout: 10_000 })
+      .toBe('cancelled');
+    handlers['jobs:cancel'] = cancel;
+    expect(answeredAt).toBeGreaterThan(0);
+    const after = bridge.events
+      .slice(answeredAt)
+      .filter((e) => e.jobId === jobId && e.type === 'progress');
+    expect(after.length).toBeLessThanOrEqual(1);
+    const progress = bridge.events.filter((e) => e.jobId === jobId && e.type === 'progress');
+    const last = progress.at(-1);
+    expect(last?.type === 'progress' && last.progress.step < last.progress.total).toBe(true);
+    await shot('cancel');
+  });
+
+  it('refuses images outside the allow-list and never logs a CSP violation', async () => {
+    const status = await page.evaluate(
+      async (p) => (await fetch(`/image/${encodeURIComponent(p)}`)).status,
+      path.join(ROOT, 'package.json'),
+    );
+    expect(status).toBe(403);
+    const outside = await page.evaluate(
+      async (p) => (await fetch(`/image/${encodeURIComponent(p)}`)).status,
+      path.join(TINY_SD, '..', 'networks', 'x.png'),
+    );
+    expect(outside).toBe(403);
+    expect(pageErrors.filter((e) => /Content Security Policy|Refused/i.test(e))).toEqual([]);
+  });
+});
