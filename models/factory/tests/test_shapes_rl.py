@@ -1,0 +1,180 @@
+"""Unit tests of the RL maths (shapes.rl): per-step log-probabilities, PPO-clip, the reward
+normalisers, branch selection, the progressive stage schedule, LoRA merging, branched sampling."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from shapes.model import sampling_levels, tiny_model
+from shapes.rl.lora import adapter_state, add_lora, apply_adapter, merge
+from shapes.rl.policy import ddim_step, make_grid, sample, step_log_prob
+from shapes.rl.ppo import ppo_clip_loss
+from shapes.rl.rewards import PerPromptStatTracker, StageWindowZScore, select_branches
+from shapes.rl.stages import branch_index, split_steps
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = tiny_model(seed=3)
+    # tiny_model's UNet starts as a zero predictor; give its output layer weights so ε depends on
+    # the input and the text, as a trained model's does.
+    with torch.no_grad():
+        m.unet.conv_out.weight.normal_(0, 0.05)
+    return m
+
+
+def test_grid_is_the_engines_and_its_last_step_is_the_identity(model):
+    grid = make_grid(model.alphas_cumprod, 10)
+    levels = sampling_levels(10)  # B's copy of the engine's level list
+    assert grid.timesteps.tolist() == levels[:0:-1]
+    ac = model.alphas_cumprod.double()
+    assert torch.equal(grid.alpha_bar_prev[-1], ac[0])
+    sig = grid.sigma(1.0)
+    assert sig[-1] == 0 and bool((sig[:-1] > 0).all())
+    assert grid.trainable().tolist() == [True] * 9 + [False]
+    z, e = torch.randn(2, 4, 16, 16), torch.randn(2, 4, 16, 16)
+    out, lp = ddim_step(z, e, grid.alpha_bar[-1:].expand(2), grid.alpha_bar_prev[-1:].expand(2),
+                        sig[-1:].expand(2), noise=torch.randn_like(z))
+    assert torch.allclose(out, z, atol=1e-6) and torch.equal(lp, torch.zeros(2))
+
+
+def test_log_prob_of_a_sample_under_its_own_step_is_the_averaged_gaussian_density():
+    torch.manual_seed(1)
+    z, eps, noise = torch.randn(3, 4, 8, 8), torch.randn(3, 4, 8, 8), torch.randn(3, 4, 8, 8)
+    a, p = torch.tensor([0.3, 0.5, 0.7], dtype=torch.float64), torch.tensor([0.4, 0.6, 0.8], dtype=torch.float64)
+    sig = torch.sqrt((1 - p) / (1 - a) * (1 - a / p))
+    x, lp = ddim_step(z, eps, a, p, sig, noise=noise)
+    # Its own noise gives −n²/2 − log σ − ½ log 2π per element, averaged.
+    expected = (-noise**2 / 2).mean((1, 2, 3)) - torch.log(sig).float() - 0.5 * math.log(2 * math.pi)
+    assert torch.allclose(lp, expected, atol=1e-5)
+    # Scoring the stored sample gives the same value, and equals torch's Normal density.
+    _, again = ddim_step(z, eps, a, p, sig, prev_sample=x)
+    assert torch.allclose(again, lp, atol=1e-6)
+    x0 = (z - torch.sqrt(1 - a).float().view(-1, 1, 1, 1) * eps) / torch.sqrt(a).float().view(-1, 1, 1, 1)
+    mean = torch.sqrt(p).float().view(-1, 1, 1, 1) * x0 + torch.sqrt(1 - p - sig**2).float().view(-1, 1, 1, 1) * eps
+    normal = torch.distributions.Normal(mean, sig.float().view(-1, 1, 1, 1))
+    assert torch.allclose(normal.log_prob(x).mean((1, 2, 3)), lp, atol=1e-5)
+    # A sample far from the mean is less likely.
+    _, far = ddim_step(z, eps, a, p, sig, prev_sample=x + 3 * sig.float().view(-1, 1, 1, 1))
+    assert bool((far < lp).all())
+
+
+def test_ppo_clip_at_ratio_one_is_the_policy_gradient_and_clips_beyond():
+    lp = torch.zeros(4, requires_grad=True)
+    adv = torch.tensor([1.0, -2.0, 7.0, -9.0])
+    loss = ppo_clip_loss(lp, torch.zeros(4), adv, clip=0.1)
+    clipped_adv = torch.tensor([1.0, -2.0, 5.0, -5.0])  # advantages clipped to ±5
+    assert loss.item() == pytest.approx(-clipped_adv.mean().item())
+    loss.backward()
+    assert torch.allclose(lp.grad, -clipped_adv / 4)
+    # ρ = e^0.2 > 1 + ε with A > 0: clipped, no gradient; with A < 0 the unclipped term wins.
+    lp2 = torch.full((2,), 0.2, requires_grad=True)
+    ppo_clip_loss(lp2, torch.zeros(2), torch.tensor([1.0, -1.0]), clip=0.1).backward()
+    assert lp2.grad[0] == 0 and lp2.grad[1] > 0
+
+
+def test_stage_window_z_score_uses_this_and_up_to_eight_previous_stages():
+    zs = StageWindowZScore(history=8)
+    z = zs.update(["a"] * 5, np.array([1, 0, 0, 0, 0]))
+    assert z[0] == pytest.approx((1 - 0.2) / np.std([1, 0, 0, 0, 0], ddof=1), rel=1e-6)
+    assert z[1] == pytest.approx((0 - 0.2) / np.std([1, 0, 0, 0, 0], ddof=1), rel=1e-6)
+    # No spread within the pool → no signal; a prompt seen once → no signal.
+    assert np.all(StageWindowZScore().update(["b"] * 3, np.ones(3)) == 0)
+    assert StageWindowZScore().update(["c"], np.array([1.0]))[0] == 0
+    # History: stage rewards of "a" pool with the earlier ones until they leave the window.
+    zs = StageWindowZScore(history=2)
+    zs.update(["a", "a"], np.array([0.0, 0.0]))
+    zs.update(["a", "a"], np.array([0.0, 0.0]))
+    z = zs.update(["a", "a"], np.array([1.0, 0.0]))  # pool: 0,0,0,0,1,0
+    pool = np.array([0, 0, 0, 0, 1, 0.0])
+    assert z[0] == pytest.approx((1 - pool.mean()) / pool.std(ddof=1), rel=1e-6)
+    z = zs.update(["a", "a"], np.array([1.0, 0.0]))  # the first stage left: 0,0,1,0,1,0
+    pool = np.array([0, 0, 1, 0, 1, 0.0])
+    assert z[0] == pytest.approx((1 - pool.mean()) / pool.std(ddof=1), rel=1e-6)
+
+
+def test_ddpo_tracker_uses_the_batch_until_a_prompt_has_min_count_rewards():
+    tr = PerPromptStatTracker(buffer_size=4, min_count=4)
+    adv = tr.update(["a", "a", "b", "b"], np.array([1.0, 0.0, 1.0, 1.0]))
+    batch = np.array([1.0, 0.0, 1.0, 1.0])
+    assert adv[0] == pytest.approx((1 - batch.mean()) / (batch.std() + 1e-6))
+    adv = tr.update(["a", "a"], np.array([1.0, 1.0]))  # "a" now has 4: its own buffer 1,0,1,1
+    buf = np.array([1.0, 0.0, 1.0, 1.0])
+    assert adv[0] == pytest.approx((1 - buf.mean()) / (buf.std() + 1e-6))
+
+
+def test_branch_selection_thresholds():
+    z = np.array([0.49, 0.0, -0.3, 0.1, -0.49,     # nothing reaches ±0.5
+                  0.5, 0.0, -0.5, 0.2, 0.1,        # best 0.5 is positive; worst −0.5 is not < −0.5
+                  1.2, -0.8, -0.8, 0.3, 0.0])      # positive 1.2 and the first −0.8 as negative
+    chosen = select_branches(z, 5)
+    assert [(c.row, c.z) for c in chosen] == [(5, 0.5), (10, 1.2), (11, -0.8)]
+    # Groups of one (no branching): each sample on its own side of the thresholds.
+    single = select_branches(np.array([0.7, -0.7, 0.2]), 1)
+    assert [(c.row, c.z) for c in single] == [(0, 0.7), (1, -0.7)]
+    with pytest.raises(ValueError):
+        select_branches(np.zeros(7), 5)
+
+
+def test_progressive_schedule_grows_from_s_min_to_all_steps():
+    s = [split_steps(i, 100, 14, 20) for i in range(100)]
+    assert s[0] == 14 and s[-1] == 20
+    assert all(b - a in (0, 1) for a, b in zip(s, s[1:]))
+    assert sorted(set(s)) == list(range(14, 21))
+    assert [branch_index(i, 100, 14, 20) for i in (0, 99)] == [6, 0]
+    assert {split_steps(i, 10, 14, 20, progressive=False) for i in range(10)} == {20}
+    with pytest.raises(ValueError):
+        split_steps(0, 10, 21, 20)
+
+
+def test_branches_share_their_trunk_and_stored_log_probs_are_recomputed(model):
+    grid = make_grid(model.alphas_cumprod, 6)
+    with torch.no_grad():
+        cond = model.encode_text(model.tokenize(["a red circle", "a blue square above a red circle"]))
+        uncond = model.encode_text(model.tokenize([""]))
+    gen = torch.Generator().manual_seed(0)
+    traj = sample(model, grid, cond, uncond, 3.0, 1.0, gen, branch_at=2, branches=3)
+    assert traj.latents.shape == (6, 7, 4, 16, 16) and traj.rows.tolist() == [0, 0, 0, 1, 1, 1]
+    trunk = traj.latents[:3, :3]
+    assert torch.equal(trunk[0], trunk[1]) and torch.equal(trunk[0], trunk[2])
+    assert not torch.equal(traj.latents[0, 3], traj.latents[1, 3])
+    # ρ = 1 before any update: the training-time log-prob reproduces the stored one.
+    r = torch.arange(6).repeat_interleave(5)
+    s = torch.arange(5).repeat(6)
+    lp = step_log_prob(model, grid, traj.latents[r, s], traj.latents[r, s + 1], s,
+                       cond[traj.rows[r]], uncond, 3.0, 1.0)
+    assert torch.allclose(lp, traj.log_probs[r, s], atol=1e-5)
+
+
+def test_lora_starts_at_the_base_and_merges_to_the_same_function():
+    torch.manual_seed(0)
+    m = tiny_model(seed=5)
+    with torch.no_grad():
+        m.unet.conv_out.weight.normal_(0, 0.05)
+    z, t, c = torch.randn(2, 4, 16, 16), torch.tensor([10, 500]), torch.randn(2, 12, 16)
+    with torch.no_grad():
+        before = m.eps(z, t, c)
+    params = add_lora(m.unet, rank=4)
+    assert params and all(p.requires_grad for p in params)
+    assert not any(p.requires_grad for n, p in m.unet.named_parameters() if "base" in n)
+    with torch.no_grad():
+        assert torch.allclose(m.eps(z, t, c), before, atol=1e-6)
+        for p in params:
+            p.add_(torch.randn_like(p) * 0.1)
+        adapted = m.eps(z, t, c)
+    assert not torch.allclose(adapted, before, atol=1e-4)
+    state = adapter_state(m.unet)
+    merge(m.unet)
+    with torch.no_grad():
+        assert torch.allclose(m.eps(z, t, c), adapted, atol=1e-5)
+    # The saved adapter applied to a fresh base gives bit-identical merged weights.
+    fresh = tiny_model(seed=5)
+    with torch.no_grad():
+        fresh.unet.conv_out.weight.copy_(m.unet.conv_out.weight)
+    apply_adapter(fresh.unet, state)
+    for (name, a), (_, b) in zip(sorted(m.unet.state_dict().items()), sorted(fresh.unet.state_dict().items())):
+        assert torch.equal(a, b), name
