@@ -136,7 +136,7 @@ for (const model of textModels) {
 // 3. Restoration throughput, one photo and the tiled path.
 results.restore = [];
 for (const model of ['restore-denoise', 'restore-lowlight'].filter(has)) {
-  for (const side of [256, 1024]) {
+  for (const side of [256, 512]) {
     const input = await syntheticPhoto(path.join(work, `noisy-${side}.png`), side, side, 0.1);
     const outDir = path.join(work, `restored-${model}-${side}`);
     const r = await timed(async (i) => {
