@@ -106,7 +106,10 @@ def tiny_model(seed: int = 0) -> ShapesModel:
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        return ShapesModel(NetConfig(**config.TINY_NETS)).eval()
+        model = ShapesModel(NetConfig(**config.TINY_NETS)).eval()
+        # The UNet's zero-initialised output head would make ε ≡ 0 and ignore the prompt.
+        torch.nn.init.normal_(model.unet.conv_out.weight, std=0.05)
+        return model
     finally:
         torch.random.set_rng_state(gen_state)
 

@@ -173,8 +173,9 @@ def _ema_state(model: ShapesModel, params: list[torch.Tensor], ema: list[torch.T
 
 
 def eval_prompt_sets(n: int, seed: int = 1234) -> dict[str, list[str]]:
-    """Fixed evaluation prompts: every one-object prompt, and up to `n` seen and held-out
-    two-object prompts (a seeded draw, the same for every model compared)."""
+    """Fixed evaluation prompts: up to `n` of each set (one-object, seen and held-out two-object),
+    the two-object sets a seeded draw, the same for every model compared; n ≥ 12 keeps every
+    one-object prompt."""
     from .world import all_prompts
 
     rng = np.random.default_rng(seed)
@@ -183,7 +184,8 @@ def eval_prompt_sets(n: int, seed: int = 1234) -> dict[str, list[str]]:
     two = [p for p in train if len(p.split()) > 3]
     held = all_prompts("heldout")
     pick = lambda ps: [ps[i] for i in sorted(rng.permutation(len(ps))[:n])]  # noqa: E731
-    return {"one_object": one, "seen_two": pick(two), "heldout_two": pick(held)}
+    seen, unseen = pick(two), pick(held)  # drawn first: these sets must not depend on n < 12
+    return {"one_object": one[:n], "seen_two": seen, "heldout_two": unseen}
 
 
 def evaluate(model: ShapesModel, sets: dict[str, list[str]], per_prompt: int, steps: int,
