@@ -338,9 +338,8 @@ function buildProgram(
       const result = await session.open(g).restore(params, {
         ...run,
         onItem: (item, done, total) => {
-          if (item.status === 'failed') session.log(`failed ${item.input}: ${item.error ?? ''}`);
-          else if (!g.quiet && !process.stderr.isTTY)
-            session.log(`${item.status} ${item.input} (${done}/${total})`);
+          if (item.status === 'failed')
+            session.log(`failed (${done}/${total}): ${item.error ?? ''}`);
         },
       });
       const count = (s: string) => result.items.filter((i) => i?.status === s).length;

@@ -253,7 +253,12 @@ export async function runBatch<Loaded, Processed>(
         processed = await stages.process(loaded, input, signal);
       } catch (err) {
         if (isCancelled(err) || signal.aborted) throw new CancelledError();
-        failure = `${input.relative}: ${describeError(err)}`;
+        // Name the file once: most errors from the image layer already carry its path.
+        const message = describeError(err);
+        failure =
+          message.includes(input.file) || message.includes(input.relative)
+            ? message
+            : `${input.relative}: ${message}`;
         if (current === job) current = await advanceToWork();
       }
       if (failure !== undefined) {
