@@ -31,10 +31,15 @@ NOTES = ("LoRA rank 4 (alpha 4) on the UNet's attention projections (attn1/attn2
          "samples at the base's guidance and 20 steps unless the key says @eta1.")
 
 
-def plan(smoke: bool, seeds: int | None = None) -> list[tuple[str, int]]:
-    """The (method, seed) jobs: base evaluation, B² × seeds, DDPO × seeds, one run per ablation."""
+def plan(smoke: bool, seeds: int | None = None, ddpo_seeds: int | None = None) -> list[tuple[str, int]]:
+    """The (method, seed) jobs: base evaluation, B² and DDPO over seeds, one run per ablation.
+
+    Full default: B² × 3, DDPO × 2 (a DDPO query costs ~3× a B² one: it trains every step of
+    every sample, and the GPU call is short), each ablation × 1; smoke: one of each.
+    """
     n = seeds if seeds is not None else (1 if smoke else 3)
-    jobs = [("base", 0)] + [("b2", k) for k in range(n)] + [("ddpo", k) for k in range(n)]
+    nd = ddpo_seeds if ddpo_seeds is not None else (1 if smoke else min(n, 2))
+    jobs = [("base", 0)] + [("b2", k) for k in range(n)] + [("ddpo", k) for k in range(nd)]
     return jobs + [("b2-nobranch", 0), ("b2-noprogressive", 0)]
 
 
@@ -46,7 +51,7 @@ def budget_for(smoke: bool) -> Budget:
 
 def run_all(base_model_path, out_dir, device, smoke: bool, log: Log,
             seeds: int | None = None, parallel: bool | None = None,
-            budget: Budget | None = None) -> dict:
+            budget: Budget | None = None, ddpo_seeds: int | None = None) -> dict:
     """Every RL run, then the summary and the plot; returns the summary dict.
 
     On CUDA the runs go in parallel processes sharing the GPU (each is too small to fill it);
@@ -61,20 +66,26 @@ def run_all(base_model_path, out_dir, device, smoke: bool, log: Log,
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device) if not isinstance(device, torch.device) else device
     budget = budget or budget_for(smoke)
-    jobs = plan(smoke, seeds)
+    jobs = plan(smoke, seeds, ddpo_seeds)
     if parallel is None:
         parallel = device.type == "cuda"
     log(f"rl: {len(jobs)} runs ({', '.join(f'{m}-seed{k}' for m, k in jobs)}), "
         f"{budget.queries} queries each, {'parallel' if parallel else 'sequential'} on {device}")
     if parallel:
-        _run_parallel(jobs, base, out, device, smoke, log)
+        failed = _run_parallel(jobs, base, out, device, smoke, log)
     else:
+        failed = []
         for method, seed in jobs:
             run_one(method, seed, base, out, device, budget, log)
-    return summarize(out, log)
+    # Summarise what finished even if a run failed: a GPU call is too dear to lose whole.
+    summary = summarize(out, log)
+    if failed:
+        raise RuntimeError(f"RL runs failed: {', '.join(failed)} (see {out / 'logs'})")
+    return summary
 
 
-def _run_parallel(jobs, base: Path, out: Path, device: torch.device, smoke: bool, log: Log) -> None:
+def _run_parallel(jobs, base: Path, out: Path, device: torch.device, smoke: bool,
+                  log: Log) -> list[str]:
     factory = Path(__file__).resolve().parents[2]
     procs = []
     for method, seed in jobs:
@@ -93,8 +104,7 @@ def _run_parallel(jobs, base: Path, out: Path, device: torch.device, smoke: bool
         log(f"rl {name}: exit {code}")
         if code != 0:
             failed.append(name)
-    if failed:
-        raise RuntimeError(f"RL runs failed: {', '.join(failed)} (see {out / 'logs'})")
+    return failed
 
 
 def main_one(spec: str, base: Path, out: Path, device_name: str, smoke: bool) -> int:

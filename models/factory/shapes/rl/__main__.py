@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     p.add_argument("--smoke", action="store_true", help="tiny budget (seconds on a CPU)")
     p.add_argument("--seeds", type=int, default=None, help="seeds for B² and DDPO (default 3; 1 with --smoke)")
+    p.add_argument("--ddpo-seeds", type=int, default=None, help="seeds for DDPO (default min(seeds, 2))")
     p.add_argument("--one", metavar="METHOD:SEED", help="run a single job of the plan (used by the parallel runner)")
     p.add_argument("--summarize", type=Path, metavar="DIR", help="only rebuild summary.json and the plot")
     p.add_argument("--features", action="store_true",
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
     device = select_device(args.device)
     log(f"rl on {describe(device)}")
-    run_all(args.base, args.out, device, args.smoke, log, seeds=args.seeds)
+    run_all(args.base, args.out, device, args.smoke, log, seeds=args.seeds,
+            ddpo_seeds=args.ddpo_seeds)
     return 0
 
 

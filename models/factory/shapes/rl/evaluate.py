@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
-
-from .. import config
 
 
 @dataclass(frozen=True)
@@ -96,13 +95,18 @@ def pixel_diversity(images: np.ndarray, prompts: list[str]) -> float:
     return float(np.mean(per_prompt))
 
 
-def feature_diversity(images: np.ndarray, prompts: list[str], allow_training: bool) -> dict | None:
-    """A's `features.diversity` (a dict), or None when that module or its cached classifier is
-    missing and `allow_training` is false (training it would eat the GPU call's budget)."""
+def feature_metrics(images: np.ndarray, prompts: list[str], allow_training: bool) -> dict | None:
+    """A's `features.diversity` plus the Fréchet distance to rendered scenes of the same prompts
+    (`fd_vs_rendered`), or None when that module or its cached classifier is missing and
+    `allow_training` is false (training it would eat the GPU call's budget)."""
     try:
-        from .. import features
+        from .. import features, world
     except ImportError:
         return None
-    if not allow_training and not (config.CACHE / "features.pt").is_file():
+    if not allow_training and not Path(features.FEATURES_PATH).is_file():
         return None
-    return features.diversity(images, prompts)
+    out = features.diversity(images, prompts)
+    rng = np.random.default_rng(12345)
+    reference = np.stack([world.render_scene(rng, p) for p in prompts])
+    out["fd_vs_rendered"] = features.frechet_distance(images, reference)
+    return out

@@ -38,7 +38,7 @@ def _stats(values: list[float]) -> dict:
 def _feature_scalar(final: dict) -> float | None:
     fd = final.get("feature_diversity")
     if isinstance(fd, dict):
-        for key in ("mean_pairwise", "mean_pairwise_distance", "pairwise"):
+        for key in ("pairwise",):  # A's features.diversity: mean pairwise distance per prompt
             if isinstance(fd.get(key), (int, float)):
                 return float(fd[key])
     return None
@@ -46,7 +46,7 @@ def _feature_scalar(final: dict) -> float | None:
 
 def add_feature_diversity(out: Path, log: Log, allow_training: bool = False) -> None:
     """Fill in feature-space diversity from each run's samples where the history lacks it."""
-    from .evaluate import feature_diversity
+    from .evaluate import feature_metrics
 
     for path in sorted(out.glob("*/history.json")):
         record = json.loads(path.read_text())
@@ -56,7 +56,7 @@ def add_feature_diversity(out: Path, log: Log, allow_training: bool = False) -> 
         with np.load(samples) as z:
             imgs = np.concatenate([z["seen_two_images"], z["heldout_two_images"]])
             prompts = [str(p) for p in np.concatenate([z["seen_two_prompts"], z["heldout_two_prompts"]])]
-        fd = feature_diversity(imgs, prompts, allow_training)
+        fd = feature_metrics(imgs, prompts, allow_training)
         if fd is None:
             log("rl summary: A's features module or its classifier is missing; pixel diversity only")
             return
@@ -88,6 +88,8 @@ def summarize(out: Path, log: Log, plot: bool = True) -> dict:
         feats = [_feature_scalar(r["final"]) for r in rs]
         if all(f is not None for f in feats):
             entry["final"]["feature_diversity"] = _stats(feats)  # type: ignore[arg-type]
+            entry["final"]["fd_vs_rendered"] = _stats(
+                [r["final"]["feature_diversity"]["fd_vs_rendered"] for r in rs])
         methods[method] = entry
     base_final = dict(base["final"])
     summary: dict = {"notes": NOTES, "headline_metric": HEADLINE, "base": base_final,

@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .evaluate import EvalSpec, alignment, feature_diversity, pixel_diversity, prompt_sets
+from .evaluate import EvalSpec, alignment, feature_metrics, pixel_diversity, prompt_sets
 from .lora import adapter_state, add_lora, merge
 from .policy import Trajectories, make_grid, sample, step_log_prob
 from .ppo import ppo_clip_loss
@@ -59,7 +59,7 @@ METHODS = {
 class Budget:
     """How much one run may do; `FULL` for the GPU, `SMOKE` for a CPU test in seconds."""
 
-    queries: int = 16_000  # scored images per run
+    queries: int = 9_600  # scored images per run
     images_per_round: int = 320  # scored images per stage (B²) / epoch (DDPO)
     steps: int = 20  # K, sampler steps of the policy (and of the evaluation)
     s_min: int = 14  # first stage trains the last 14 of 20 steps, as released
@@ -69,12 +69,14 @@ class Budget:
     adv_clip: float = 5.0
     weight_decay: float = 1e-4
     max_grad_norm: float = 1.0
-    pairs_per_step: int = 128  # (trajectory, step) pairs per optimizer step
+    samples_per_step: int = 32  # trajectories per optimizer step (same for every method)
+    micro_pairs: int = 256  # (trajectory, step) pairs per forward/backward pass
     lora_rank: int = 4
-    seconds: float = 240.0  # wall-clock cap of the training rounds
+    seconds: float = 230.0  # wall-clock cap of the training rounds
     evals: int = 8  # evaluations along the run (plus one before the first round)
-    eval: EvalSpec = field(default_factory=lambda: EvalSpec(prompts=48, per_prompt=4, steps=20,
-                                                            guidance=5.0))
+    eval: EvalSpec = field(default_factory=lambda: EvalSpec(prompts=48, per_prompt=2, steps=20,
+                                                            guidance=5.0, etas=(0.0,),
+                                                            one_object=4))
     final: EvalSpec = field(default_factory=lambda: EvalSpec(prompts=128, per_prompt=4, steps=20,
                                                              guidance=5.0))
     guidance: float = 5.0
@@ -85,7 +87,7 @@ class Budget:
 
 FULL = Budget()
 _SMOKE_EVAL = EvalSpec(prompts=1, per_prompt=2, steps=4, guidance=5.0, etas=(0.0,), one_object=1)
-SMOKE = Budget(queries=20, images_per_round=10, steps=4, s_min=2, pairs_per_step=8, seconds=60.0,
+SMOKE = Budget(queries=20, images_per_round=10, steps=4, s_min=2, samples_per_step=4, micro_pairs=6, seconds=60.0,
                evals=1, eval=_SMOKE_EVAL, final=_SMOKE_EVAL)
 
 
@@ -162,36 +164,43 @@ class Run:
 
     def _update(self, traj: Trajectories, cond: torch.Tensor, rows: np.ndarray, adv: np.ndarray,
                 steps: list[int]) -> dict:
-        """PPO-clip epochs over the chosen rows × steps; one optimizer step per chunk."""
+        """PPO-clip epochs over the chosen rows × steps. One optimizer step per
+        `samples_per_step` trajectories (all their trained steps, as in both references), its
+        gradient accumulated over micro-batches of at most `micro_pairs` (trajectory, step) pairs."""
         m, b = self.method, self.budget
-        per_chunk = max(1, b.pairs_per_step // len(steps))
+        n_steps = len(steps)
         step_idx = torch.tensor(steps, device=self.device)
-        stats = {"loss": [], "clipfrac": [], "ratio_dev0": None}
+        per_micro = max(1, b.micro_pairs // n_steps)
+        losses, clipfracs, dev0 = [], [], None
         for _ in range(m.epochs):
             order = self.rng.permutation(len(rows))
-            for start in range(0, len(order), per_chunk):
-                pick = order[start:start + per_chunk]
-                r = torch.as_tensor(rows[pick], device=self.device).repeat_interleave(len(steps))
-                s = step_idx.repeat(len(pick))
-                a = torch.as_tensor(adv[pick], device=self.device, dtype=torch.float32)
-                a = a.repeat_interleave(len(steps))
-                lp = step_log_prob(self.model, self.grid, traj.latents[r, s], traj.latents[r, s + 1],
-                                   s, cond[traj.rows[r]], self.uncond, b.guidance, 1.0)
-                old = traj.log_probs[r, s]
-                loss = ppo_clip_loss(lp, old, a, m.clip, b.adv_clip)
+            for start in range(0, len(order), b.samples_per_step):
+                chunk = order[start:start + b.samples_per_step]
                 self.opt.zero_grad(set_to_none=True)
-                loss.backward()
+                total = 0.0
+                for ms in range(0, len(chunk), per_micro):
+                    pick = chunk[ms:ms + per_micro]
+                    r = torch.as_tensor(rows[pick], device=self.device).repeat_interleave(n_steps)
+                    s = step_idx.repeat(len(pick))
+                    a = torch.as_tensor(adv[pick], device=self.device, dtype=torch.float32)
+                    lp = step_log_prob(self.model, self.grid, traj.latents[r, s],
+                                       traj.latents[r, s + 1], s, cond[traj.rows[r]], self.uncond,
+                                       b.guidance, 1.0)
+                    old = traj.log_probs[r, s]
+                    loss = ppo_clip_loss(lp, old, a.repeat_interleave(n_steps), m.clip, b.adv_clip)
+                    (loss * (len(pick) / len(chunk))).backward()
+                    total += float(loss) * len(pick) / len(chunk)
+                    with torch.no_grad():
+                        dev = (lp - old).exp().sub(1).abs()
+                    if dev0 is None:  # before any update ρ must be 1, up to rounding
+                        dev0 = float(dev.max())
+                    clipfracs.append(float((dev > m.clip).float().mean()))
                 torch.nn.utils.clip_grad_norm_(self.params, b.max_grad_norm)
                 self.opt.step()
-                with torch.no_grad():
-                    dev = (lp - old).exp().sub(1).abs()
-                if stats["ratio_dev0"] is None:  # before any update ρ must be 1 (up to rounding)
-                    stats["ratio_dev0"] = float(dev.max())
-                stats["loss"].append(float(loss))
-                stats["clipfrac"].append(float((dev > m.clip).float().mean()))
-        return {"loss": float(np.mean(stats["loss"])) if stats["loss"] else None,
-                "clipfrac": float(np.mean(stats["clipfrac"])) if stats["clipfrac"] else None,
-                "ratio_dev0": stats["ratio_dev0"]}
+                losses.append(total)
+        return {"loss": float(np.mean(losses)) if losses else None,
+                "clipfrac": float(np.mean(clipfracs)) if clipfracs else None,
+                "ratio_dev0": dev0, "updates": len(losses)}
 
     def progress(self) -> float:
         """Fraction of the budget spent: queries, or wall clock if that runs out first."""
@@ -206,7 +215,7 @@ class Run:
         s = split_steps(stage, n_stages, b.s_min, b.steps, m.progressive)
         at = b.steps - s
         trunks = b.images_per_round // m.branches
-        prompts = list(self.rng.choice(self.prompts, trunks))
+        prompts = [str(p) for p in self.rng.choice(self.prompts, trunks)]
         cond = self._encode(prompts)
         traj = sample(self.model, self.grid, cond, self.uncond, b.guidance, 1.0, self.gen,
                       branch_at=at, branches=m.branches)
@@ -225,7 +234,7 @@ class Run:
 
     def ddpo_round(self) -> dict:
         b = self.budget
-        prompts = list(self.rng.choice(self.prompts, b.images_per_round))
+        prompts = [str(p) for p in self.rng.choice(self.prompts, b.images_per_round)]
         cond = self._encode(prompts)
         traj = sample(self.model, self.grid, cond, self.uncond, b.guidance, 1.0, self.gen)
         rewards = self._score(traj, prompts)
@@ -286,7 +295,7 @@ def final_eval(model, budget: Budget) -> tuple[dict, dict]:
     imgs = np.concatenate([images[k][0] for k in ("seen_two", "heldout_two")])
     prompts = [p for k in ("seen_two", "heldout_two") for p in images[k][1]]
     out = {**scores, "pixel_diversity": pixel_diversity(imgs, prompts)}
-    features = feature_diversity(imgs, prompts, allow_training=False)
+    features = feature_metrics(imgs, prompts, allow_training=False)
     if features is not None:
         out["feature_diversity"] = features
     return out, images
@@ -330,6 +339,9 @@ def run_one(method: str, seed: int, base_path: Path, out_dir: Path, device: torc
         # of other shapes; TF32 rounding would put noise above DDPO's 1e-4 clip range.
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
+        # Batch shapes change every round (branch point, selected rows): benchmarking each new
+        # shape would cost more than it saves.
+        torch.backends.cudnn.benchmark = False
     if method != "base" and method not in METHODS:
         raise ValueError(f"unknown RL method {method!r}; choose from base, {', '.join(METHODS)}")
     if not math.isfinite(budget.guidance):
