@@ -25,8 +25,9 @@ export interface ImageRef {
 }
 
 export function api(): RetraceApi {
-  if (!window.retrace) throw new Error('window.retrace is missing: the preload did not run');
-  return window.retrace;
+  const retrace = (globalThis as { retrace?: RetraceApi }).retrace;
+  if (!retrace) throw new Error('window.retrace is missing: the preload did not run');
+  return retrace;
 }
 
 /** The message of anything thrown, for showing in the UI. */

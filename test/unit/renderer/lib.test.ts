@@ -1,0 +1,139 @@
+import { describe, expect, it } from 'vitest';
+import {
+  basename,
+  formatError,
+  formatEta,
+  formatSeconds,
+  percent,
+} from '../../../renderer/src/lib/format.js';
+import { History } from '../../../renderer/src/lib/history.js';
+import {
+  applyJobEvent,
+  itemCounts,
+  mergeRows,
+  newJob,
+  type JobView,
+} from '../../../renderer/src/lib/jobs.js';
+import { alignmentGain, tuningSummary } from '../../../renderer/src/lib/packs.js';
+
+describe('edit history', () => {
+  it('undoes and redoes, and a new edit after an undo drops the undone branch', () => {
+    const h = new History<string>();
+    expect(h.current).toBeUndefined();
+    h.reset('source');
+    h.push('a');
+    h.push('b');
+    expect(h.undo()).toBe('a');
+    expect(h.undo()).toBe('source');
+    expect(h.canUndo).toBe(false);
+    expect(h.undo()).toBe('source');
+    expect(h.redo()).toBe('a');
+    h.push('c');
+    expect(h.canRedo).toBe(false);
+    expect(h.size).toBe(3);
+    expect(h.undo()).toBe('a');
+    expect(h.redo()).toBe('c');
+  });
+});
+
+describe('job reducer', () => {
+  const base = (): JobView => newJob('job-1', 'generate', 'Generate', 1000);
+  it('moves queued → running on progress and counts updates', () => {
+    let j = base();
+    j = applyJobEvent(j, {
+      type: 'progress',
+      jobId: 'job-1',
+      progress: { phase: 'sampling', step: 1, total: 8 },
+    });
+    j = applyJobEvent(j, {
+      type: 'progress',
+      jobId: 'job-1',
+      progress: { phase: 'sampling', step: 2, total: 8, etaSeconds: 3 },
+    });
+    expect(j.status).toBe('running');
+    expect(j.updates).toBe(2);
+    expect(j.progress?.etaSeconds).toBe(3);
+  });
+  it('collects batch items and ends exactly once', () => {
+    let j = base();
+    j = applyJobEvent(j, { type: 'item', jobId: 'job-1', item: { input: 'a.png', status: 'ok' } });
+    j = applyJobEvent(j, { type: 'failed', jobId: 'job-1', error: 'boom' }, 2000);
+    const after = applyJobEvent(j, { type: 'done', jobId: 'job-1', result: {} });
+    expect(after).toBe(j);
+    expect(j).toMatchObject({
+      status: 'failed',
+      error: 'boom',
+      endedAt: 2000,
+      items: [{ input: 'a.png' }],
+    });
+  });
+  it('ignores events about other jobs', () => {
+    const j = base();
+    expect(applyJobEvent(j, { type: 'cancelled', jobId: 'job-2' })).toBe(j);
+  });
+  it('merges a resumed batch: skips do not hide earlier results', () => {
+    const first = mergeRows(
+      [],
+      [
+        { input: 'a.png', status: 'ok', seconds: 1 },
+        { input: 'b.png', status: 'failed', error: 'bad', seconds: 0.1 },
+      ],
+    );
+    const resumed = mergeRows(first, [
+      { input: 'a.png', status: 'skipped', seconds: 0 },
+      { input: 'b.png', status: 'failed', error: 'still bad', seconds: 0.1 },
+      { input: 'c.png', status: 'ok', seconds: 2 },
+    ]);
+    expect(resumed.map((r) => `${r.input}:${r.status}`)).toEqual([
+      'a.png:ok',
+      'b.png:failed',
+      'c.png:ok',
+    ]);
+    expect(resumed[1]?.error).toBe('still bad');
+    expect(itemCounts(resumed as unknown as Record<string, unknown>[])).toMatchObject({
+      ok: 2,
+      failed: 1,
+      skipped: 0,
+    });
+  });
+});
+
+describe('formatting', () => {
+  it('formats durations, ETAs, errors and names', () => {
+    expect(formatSeconds(0.25)).toBe('250 ms');
+    expect(formatSeconds(12.34)).toBe('12.3 s');
+    expect(formatSeconds(125)).toBe('2 min 5 s');
+    expect(formatSeconds(undefined)).toBe('—');
+    expect(formatEta(undefined)).toBe('estimating…');
+    expect(formatEta(30)).toBe('about 30.0 s left');
+    expect(formatError(0)).toBe('0');
+    expect(formatError(3.2e-13)).toBe('3.20e-13');
+    expect(formatError(0.25)).toBe('0.2500');
+    expect(basename('C:\\photos\\cat.png')).toBe('cat.png');
+    expect(basename('/a/b/c.webp')).toBe('c.webp');
+    expect(percent(3, 4)).toBe(75);
+    expect(percent(1, 0)).toBe(0);
+  });
+});
+
+describe('tuning provenance', () => {
+  it('says which method tuned the pack, from what, and the alignment gain in points', () => {
+    expect(
+      tuningSummary({
+        method: 'b2-diffurl',
+        base: 'shapes-base',
+        metrics: { alignment_base: 0.61, alignment_tuned: 0.7 },
+      }),
+    ).toBe('tuned with B²-DiffuRL from shapes-base, +9.0 points alignment');
+    expect(
+      tuningSummary({
+        method: 'b2-diffurl',
+        base: 'shapes-base',
+        metrics: { alignmentGainPoints: 4.25 },
+      }),
+    ).toBe('tuned with B²-DiffuRL from shapes-base, +4.3 points alignment');
+    expect(tuningSummary({ method: 'other', metrics: {} })).toBe('tuned with other');
+    expect(tuningSummary(undefined)).toBe('');
+    expect(alignmentGain({ reward: 1 })).toBeUndefined();
+  });
+});
