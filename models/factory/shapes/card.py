@@ -98,6 +98,12 @@ def collect(base: Path, rl_dir: Path, timeshift: Path, smoke: bool, log: Log) ->
             except (ImportError, FileNotFoundError) as e:
                 log(f"card: no Fréchet distance for {name} ({e})")
         models[name] = entry
+    if "base" not in models and train and isinstance(train.get("eval"), dict):
+        # No RL evaluation of the base: fall back to the base training's own (smaller) evaluation.
+        ev = train["eval"]
+        models["base"] = {"run": "base training evaluation", "queries": 0,
+                          **{k + HEADLINE: v for k, v in ev.items()
+                             if k in ("one_object", "seen_two", "heldout_two")}}
     if summary is None:
         log(f"card: no RL summary at {rl_dir / 'summary.json'}; the cards show the base only")
     if table is None:
@@ -193,7 +199,26 @@ held-out two-object combinations never appear).
 
 | snapshot (fraction of the UNet budget) | one object | seen two-object | held-out two-object |
 |---|---|---|---|
-{snaps}"""
+{snaps}
+
+{_band_note(train)}"""
+
+
+def _band_note(train: dict) -> str:
+    """Where the kept base lands against the issue's target band, said plainly."""
+    seen = train.get("eval", {}).get("seen_two")
+    lo, hi = config.TARGET_BAND
+    if not isinstance(seen, (int, float)):
+        return ""
+    if seen < lo:
+        climbing = [s.get("seen_two", 0) for s in train.get("snapshots", [])]
+        trend = " and was still rising from snapshot to snapshot" if climbing == sorted(climbing) else ""
+        return (f"The kept base is **below** the issue's {_pct(lo)}–{_pct(hi)} target on seen two-object "
+                f"prompts ({_pct(seen)}): the training budget ran out first{trend}. RL has more room "
+                "than planned, and the gains below start from a weaker base.")
+    if seen > hi:
+        return f"The kept base is **above** the issue's target band on seen two-object prompts ({_pct(seen)})."
+    return f"The kept base lies inside the issue's target band on seen two-object prompts ({_pct(seen)})."
 
 
 def card_text(pack_id: str, data: dict, manifest: dict, figures: list[str], nets: dict) -> str:

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common.device import describe
+
 from . import config
 from .config import BaseRecipe, NetConfig
 from .model import ShapesModel, generate, save_model
@@ -245,7 +247,7 @@ def train_base(out: Path, device: torch.device, recipe: BaseRecipe, log: Log) ->
     model.load_state_dict(snaps[pick][1])
     record = {
         **stats,
-        "device": str(device),
+        "device": describe(device),
         "seconds": round(time.time() - t0, 1),
         "recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in recipe.__dict__.items()},
         "snapshots": [{"fraction": f, **r} for f, r in results],
