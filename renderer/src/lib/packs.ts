@@ -33,3 +33,23 @@ export function alignmentGain(metrics: Record<string, unknown>): number | undefi
   if (b !== undefined && t !== undefined) return points(t) - points(b);
   return undefined;
 }
+
+/** The scalar results of a pack's eval.json as `dotted.key → value` rows (training logs left out). */
+export function evalSummary(evaluation: unknown, limit = 40): [string, string][] {
+  const rows: [string, string][] = [];
+  const walk = (value: unknown, key: string, depth: number) => {
+    if (rows.length >= limit) return;
+    if (typeof value === 'number')
+      rows.push([key, Number.isInteger(value) ? String(value) : value.toPrecision(4)]);
+    else if (typeof value === 'string' || typeof value === 'boolean')
+      rows.push([key, String(value)]);
+    else if (value && typeof value === 'object' && !Array.isArray(value) && depth < 3) {
+      for (const [k, v] of Object.entries(value)) walk(v, key ? `${key}.${k}` : k, depth + 1);
+    }
+  };
+  if (evaluation && typeof evaluation === 'object') {
+    const { metrics, ...rest } = evaluation as Record<string, unknown>;
+    walk(metrics ?? rest, '', 0);
+  }
+  return rows;
+}

@@ -137,3 +137,55 @@ describe('tuning provenance', () => {
     expect(alignmentGain({ reward: 1 })).toBeUndefined();
   });
 });
+
+describe('model card markdown', () => {
+  it('reads headings, tables with alignment, lists, code and inline marks — as data, not HTML', async () => {
+    const { parseMarkdown } = await import('../../../renderer/src/lib/markdown.js');
+    const blocks = parseMarkdown(
+      [
+        '# Card <script>alert(1)</script>',
+        '',
+        'Removes **noise** in `5` calls, see [the paper](https://x.org).',
+        '',
+        '| method | PSNR |',
+        '|---|---:|',
+        '| BM3D | 39.37 |',
+        '',
+        '- one',
+        '- two',
+        '',
+        '```',
+        'retrace restore x',
+        '```',
+      ].join('\n'),
+    );
+    expect(blocks.map((b) => b.kind)).toEqual(['heading', 'paragraph', 'table', 'list', 'code']);
+    expect(blocks[0]).toMatchObject({
+      level: 1,
+      text: [{ kind: 'text', text: 'Card <script>alert(1)</script>' }],
+    });
+    expect(blocks[1]).toMatchObject({
+      text: [
+        { kind: 'text', text: 'Removes ' },
+        { kind: 'strong', text: 'noise' },
+        { kind: 'text', text: ' in ' },
+        { kind: 'code', text: '5' },
+        { kind: 'text', text: ' calls, see the paper.' },
+      ],
+    });
+    expect(blocks[2]).toMatchObject({
+      align: ['left', 'right'],
+      rows: [[[{ text: 'BM3D' }], [{ text: '39.37' }]]],
+    });
+    expect(blocks[4]).toEqual({ kind: 'code', text: 'retrace restore x' });
+  });
+  it('summarises eval.json metrics as dotted rows', async () => {
+    const { evalSummary } = await import('../../../renderer/src/lib/packs.js');
+    expect(
+      evalSummary({ training: { step: 1 }, metrics: { sigma15: { psnr: 39.3712, ssim: 0.95 } } }),
+    ).toEqual([
+      ['sigma15.psnr', '39.37'],
+      ['sigma15.ssim', '0.9500'],
+    ]);
+  });
+});
