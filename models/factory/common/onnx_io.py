@@ -12,6 +12,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from .files import write_atomic
+
 OPSET = 17
 
 
@@ -23,14 +25,15 @@ def export_onnx(module: torch.nn.Module, feeds: Mapping[str, np.ndarray], path: 
     path.parent.mkdir(parents=True, exist_ok=True)
     module = module.eval().cpu()
     args = tuple(torch.from_numpy(np.ascontiguousarray(v)) for v in feeds.values())
-    with torch.no_grad():
-        torch.onnx.export(module, args, str(path), input_names=list(feeds.keys()),
-                          output_names=list(output_names), dynamic_axes=dict(dynamic_axes),
-                          opset_version=opset, do_constant_folding=True)
     import onnx
 
-    onnx.checker.check_model(onnx.load(str(path)))
-    return path
+    def write(tmp: Path) -> None:
+        with torch.no_grad():
+            torch.onnx.export(module, args, str(tmp), input_names=list(feeds.keys()),
+                              output_names=list(output_names), dynamic_axes=dict(dynamic_axes),
+                              opset_version=opset, do_constant_folding=True)
+        onnx.checker.check_model(onnx.load(str(tmp)))
+    return write_atomic(path, write)
 
 
 def ort_session(path: str | Path, threads: int = 2):

@@ -11,6 +11,8 @@ import json
 import re
 from pathlib import Path
 
+from .files import write_text_atomic
+
 PACK_FORMAT = "retrace-pack/1"
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _REQUIRED = ("id", "name", "task", "space", "resolution", "schedule", "prediction",
@@ -42,8 +44,7 @@ def write_pack_json(folder: str | Path, manifest: dict) -> Path:
         components[name] = {**comp, "sha256": sha256_file(file)}
     out["components"] = components
     path = folder / "pack.json"
-    path.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
-    return path
+    return write_text_atomic(path, json.dumps(out, indent=2, ensure_ascii=False) + "\n")
 
 
 def folder_bytes(folder: str | Path) -> int:

@@ -10,6 +10,8 @@ from typing import Mapping
 
 import numpy as np
 
+from .files import write_atomic
+
 _DTYPES = (np.float32, np.float64, np.int64, np.int32, np.uint8)
 
 
@@ -27,8 +29,7 @@ def write_vectors(path: str | Path, tensors: Mapping[str, np.ndarray],
             raise TypeError(f"{name}: dtype {value.dtype} is not one the engine reads")
         arrays[name] = value
     meta = {str(k): str(v) for k, v in metadata.items()}
-    save_file(arrays, str(path), metadata=meta)
-    return path
+    return write_atomic(path, lambda tmp: save_file(arrays, str(tmp), metadata=meta))
 
 
 def read_vectors(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:

@@ -2,7 +2,8 @@
 
 Run from models/factory (the npm script `models:restore` does: `npm run models:restore -- --task
 denoise`). `--smoke` runs every stage on a tiny budget into the cache, never over the committed
-packs; `--only` runs some stages (comma-separated) and skips the rest.
+packs; `--only` runs some stages (comma-separated) and skips the rest. `eval` writes eval.json,
+the figure and MODEL_CARD.md; `card` alone rewrites MODEL_CARD.md from eval.json.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-STAGES = ("data", "train", "export", "eval")
+STAGES = ("data", "train", "export", "eval", "card")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -118,6 +119,16 @@ def main(argv: list[str] | None = None) -> int:
         record = evaluate_pack(task, out, val, train_photos, plan, manifest, log=log)
         write_card(task, out, record)
         log(f"eval: {out / 'MODEL_CARD.md'} written")
+    elif "card" in args.stages:
+        import json
+
+        from .card import write_card
+
+        eval_path = out / "eval.json"
+        if not eval_path.is_file():
+            raise SystemExit(f"no {eval_path}: run the eval stage first")
+        write_card(task, out, json.loads(eval_path.read_text()))
+        log(f"card: {out / 'MODEL_CARD.md'} written from {eval_path}")
     log("done")
     return 0
 

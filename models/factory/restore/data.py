@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.files import write_atomic, write_text_atomic
+
 WORKING_LONG_SIDE = 1024
 SMOKE_LONG_SIDE = 384
 SPLIT_SALT = "retrace-restore-split/"
@@ -214,7 +216,8 @@ def prepare(cache: Path, smoke: bool = False, log=print) -> dict:
             split = split_of(photo_id)
             rel = f"{split}/{photo_id}.png"
             (out / split).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(pixels).save(out / rel, optimize=False, compress_level=6)
+            image = Image.fromarray(pixels)
+            write_atomic(out / rel, lambda tmp: image.save(tmp, format="PNG", compress_level=6))
             copyright_, licence = licence_of(root, package, path)
             photos.append(Photo(photo_id, package, version, path, _sha256(src), copyright_, licence,
                                 split, original, (pixels.shape[1], pixels.shape[0]), rel))
@@ -222,7 +225,7 @@ def prepare(cache: Path, smoke: bool = False, log=print) -> dict:
     n_val = sum(p.split == "val" for p in photos)
     if n_val == 0 or n_val == len(photos):
         raise RuntimeError("the split left no training or no validation photo")
-    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
+    write_text_atomic(manifest_path, json.dumps(manifest, indent=1) + "\n")
     log(f"data: {len(photos) - n_val} train / {n_val} val photos in {out}")
     return manifest
 

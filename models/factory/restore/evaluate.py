@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.files import write_atomic, write_text_atomic
 from common.onnx_io import ort_session
 
 from . import degrade
@@ -244,7 +245,7 @@ def save_figure(path: Path, figure: dict, baseline: str, labels: dict, n: int) -
             if method != "clean":
                 text += f" {psnr(img, figure[cid]['clean']):.2f} dB"
             draw.text((x + 3, y + 2), text, fill="black")
-    canvas.save(path, optimize=True)
+    write_atomic(path, lambda tmp: canvas.save(tmp, format="PNG", optimize=True))
 
 
 def evaluate_pack(task: Task, pack: Path, val_photos, train_photos, plan: EvalPlan,
@@ -285,6 +286,6 @@ def evaluate_pack(task: Task, pack: Path, val_photos, train_photos, plan: EvalPl
     eval_path = pack / "eval.json"
     old = json.loads(eval_path.read_text()) if eval_path.is_file() else {}
     old.update(record)
-    eval_path.write_text(json.dumps(old, indent=1, ensure_ascii=False) + "\n")
+    write_text_atomic(eval_path, json.dumps(old, indent=1, ensure_ascii=False) + "\n")
     log(f"eval: {eval_path} written in {time.time() - t0:.0f} s")
     return old

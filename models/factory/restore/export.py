@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.files import write_text_atomic
 from common.onnx_io import OPSET, export_onnx, ort_session, parity
 from common.packs import write_pack_json
 from common.vectors import write_vectors
@@ -24,8 +25,8 @@ UNET_TOL = 1e-4
 SAMPLER_TOL = 1e-4  # torch vs onnxruntime through all 5 steps; the engine is held to 1e-3
 VECTOR_SIZE = 32
 TILE, OVERLAP = 256, 32
-LICENCE = ("MIT (weights and recipe). Trained on photographs under GPL-2+, LGPL-3, CC-BY-4.0, "
-           "CC-BY-SA-3.0/4.0 and CC0-1.0, each listed in MODEL_CARD.md.")
+LICENCE = ("MIT (weights and recipe). Trained and evaluated on photographs under GPL-2+, LGPL-3, "
+           "CC-BY-4.0, CC-BY-SA-3.0, CC-BY-SA-4.0 and CC0-1.0, each listed in MODEL_CARD.md.")
 
 
 def onnx_net(session):
@@ -146,5 +147,5 @@ def export_pack(task: Task, model: torch.nn.Module, train_state: dict, out: Path
     eval_path = out / "eval.json"
     old = json.loads(eval_path.read_text()) if eval_path.is_file() else {}
     old.update(record)
-    eval_path.write_text(json.dumps(old, indent=1, ensure_ascii=False) + "\n")
+    write_text_atomic(eval_path, json.dumps(old, indent=1, ensure_ascii=False) + "\n")
     return record

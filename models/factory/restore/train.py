@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from common.files import write_atomic as _atomic_write
 
 from . import degrade
 from .config import Recipe
@@ -22,12 +23,6 @@ from .model import build, count_parameters
 from .schedule import forward_torch, truncated_schedule
 
 STATE = "state.json"
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def save_weights(path: Path, model: torch.nn.Module) -> None:
