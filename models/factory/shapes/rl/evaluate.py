@@ -95,18 +95,27 @@ def pixel_diversity(images: np.ndarray, prompts: list[str]) -> float:
     return float(np.mean(per_prompt))
 
 
-def feature_metrics(images: np.ndarray, prompts: list[str], allow_training: bool) -> dict | None:
+def feature_metrics(images: np.ndarray, prompts: list[str], allow_training: bool,
+                    log=print) -> dict | None:
     """A's `features.diversity` plus the Fréchet distance to rendered scenes of the same prompts
     (`fd_vs_rendered`), or None when that module or its cached classifier is missing and
-    `allow_training` is false (training it would eat the GPU call's budget)."""
+    `allow_training` is false (training it would eat the GPU call's budget). Each part that fails
+    (e.g. a SciPy API difference on another machine) is logged and left out, never fatal."""
     try:
         from .. import features, world
     except ImportError:
         return None
     if not allow_training and not Path(features.FEATURES_PATH).is_file():
         return None
-    out = features.diversity(images, prompts)
-    rng = np.random.default_rng(12345)
-    reference = np.stack([world.render_scene(rng, p) for p in prompts])
-    out["fd_vs_rendered"] = features.frechet_distance(images, reference)
-    return out
+    out: dict = {}
+    try:
+        out.update(features.diversity(images, prompts))
+    except Exception as e:  # noqa: BLE001 - an optional metric; the caller records its absence
+        log(f"feature diversity failed: {type(e).__name__}: {e}")
+    try:
+        rng = np.random.default_rng(12345)
+        reference = np.stack([world.render_scene(rng, p) for p in prompts])
+        out["fd_vs_rendered"] = features.frechet_distance(images, reference)
+    except Exception as e:  # noqa: BLE001
+        log(f"feature FD failed: {type(e).__name__}: {e}")
+    return out or None

@@ -1,11 +1,9 @@
 """LoRA adapters on the UNet's attention projections, and merging them back into plain weights.
 
-Why LoRA rather than full fine-tuning of this 4 M-parameter UNet: it is what B²-DiffuRL and DDPO
-tuned (rank 4 on the attention projections), so the comparison keeps their regularisation; it
-keeps the tuned model close to the base (the goal keeps ≥ 90 % of base diversity); and an adapter
-is ~50 k numbers, so every run's result travels back from the GPU machine whole. The export needs
-no adapter support: `merge` folds W + (α/r)·B·A into the Linear weights, in float64 and rounded
-once to float32, so the same adapter gives the same merged weights on any machine.
+What B²-DiffuRL and DDPO tuned on Stable Diffusion (rank 4 on the attention projections); here an
+option (`Budget.lora_rank` > 0), since at the Shapes budget it moved the model too little (see
+`train.py`). `merge` folds W + (α/r)·B·A into the Linear weights in float64, rounded once to
+float32, so the same adapter gives the same merged weights on any machine.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""Rebuild each run's full checkpoint from the base and its small `adapter.pt`.
+"""Rebuild each run's full checkpoint from the base and its tuned weights.
 
-The GPU machine returns only a few small files, so the tuned UNets come back as LoRA adapters;
-merging them here reproduces the evaluated weights, which the recorded UNet digest confirms.
+The GPU machine returns only a few files, so a run comes back as its UNet (`unet.pt`, full
+fine-tuning) or its LoRA adapter (`adapter.pt`); putting it into the base here reproduces the
+evaluated weights, which the UNet digest recorded in `history.json` confirms.
 """
 from __future__ import annotations
 
@@ -19,14 +20,25 @@ def rebuild_all(base_path: Path, out: Path, log: Callable[[str], None]) -> list[
     from ..model import load_model, save_model
 
     written = []
-    for adapter_path in sorted(Path(out).glob("*/adapter.pt")):
-        run_dir = adapter_path.parent
-        history = json.loads((run_dir / "history.json").read_text())
-        blob = torch.load(adapter_path, map_location="cpu")
-        if not isinstance(blob, dict) or blob.get("format") != "shapes-lora/1":
-            raise ValueError(f"{adapter_path}: not a Shapes LoRA adapter (format field)")
+    for history_path in sorted(Path(out).glob("*/history.json")):
+        run_dir = history_path.parent
+        history = json.loads(history_path.read_text())
+        if history["method"] == "base":
+            continue
         model = load_model(base_path, "cpu")
-        apply_adapter(model.unet, blob["state"])
+        if (run_dir / "unet.pt").is_file():
+            blob = torch.load(run_dir / "unet.pt", map_location="cpu")
+            if not isinstance(blob, dict) or blob.get("format") != "shapes-unet/1":
+                raise ValueError(f"{run_dir / 'unet.pt'}: not a Shapes UNet file (format field)")
+            model.unet.load_state_dict(blob["state"])
+        elif (run_dir / "adapter.pt").is_file():
+            blob = torch.load(run_dir / "adapter.pt", map_location="cpu")
+            if not isinstance(blob, dict) or blob.get("format") != "shapes-lora/1":
+                raise ValueError(f"{run_dir / 'adapter.pt'}: not a Shapes LoRA adapter (format field)")
+            apply_adapter(model.unet, blob["state"])
+        else:
+            log(f"rl rebuild: {run_dir.name} has no unet.pt or adapter.pt here; skipped")
+            continue
         digest = unet_sha256(model)
         if digest != history["unet_sha256"]:
             raise ValueError(f"{run_dir}: rebuilt UNet digest {digest[:12]} differs from the "

@@ -22,6 +22,8 @@ def load_runs(out: Path) -> tuple[dict | None, dict[str, list[dict]]]:
     for path in sorted(out.glob("*/history.json")):
         record = json.loads(path.read_text())
         record["dir"] = path.parent.name
+        if "final" not in record:  # training saved, final evaluation never finished
+            continue
         if record["method"] == "base":
             base = record
         else:
@@ -51,16 +53,19 @@ def add_feature_diversity(out: Path, log: Log, allow_training: bool = False) -> 
     for path in sorted(out.glob("*/history.json")):
         record = json.loads(path.read_text())
         samples = path.parent / "samples.npz"
-        if "feature_diversity" in record.get("final", {}) or not samples.is_file():
+        final = record.get("final", {})
+        if not samples.is_file() or "final" not in record or (
+                "pairwise" in final.get("feature_diversity", {})
+                and "fd_vs_rendered" in final.get("feature_diversity", {})):
             continue
         with np.load(samples) as z:
             imgs = np.concatenate([z["seen_two_images"], z["heldout_two_images"]])
             prompts = [str(p) for p in np.concatenate([z["seen_two_prompts"], z["heldout_two_prompts"]])]
-        fd = feature_metrics(imgs, prompts, allow_training)
+        fd = feature_metrics(imgs, prompts, allow_training, log)
         if fd is None:
             log("rl summary: A's features module or its classifier is missing; pixel diversity only")
             return
-        record["final"]["feature_diversity"] = fd
+        record["final"]["feature_diversity"] = {**final.get("feature_diversity", {}), **fd}
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(record, indent=1) + "\n")
         tmp.replace(path)
@@ -88,8 +93,9 @@ def summarize(out: Path, log: Log, plot: bool = True) -> dict:
         feats = [_feature_scalar(r["final"]) for r in rs]
         if all(f is not None for f in feats):
             entry["final"]["feature_diversity"] = _stats(feats)  # type: ignore[arg-type]
-            entry["final"]["fd_vs_rendered"] = _stats(
-                [r["final"]["feature_diversity"]["fd_vs_rendered"] for r in rs])
+        fds = [r["final"].get("feature_diversity", {}).get("fd_vs_rendered") for r in rs]
+        if all(isinstance(f, float) for f in fds):
+            entry["final"]["fd_vs_rendered"] = _stats(fds)  # type: ignore[arg-type]
         methods[method] = entry
     base_final = dict(base["final"])
     summary: dict = {"notes": NOTES, "headline_metric": HEADLINE, "base": base_final,

@@ -1,11 +1,19 @@
 """One RL run on the Shapes model: B²-DiffuRL (and its two ablations) or DDPO, at a fixed budget of
 reward queries (every scored image counts), with alignment measured along the way.
 
-A run loads the base checkpoint, puts LoRA adapters on the UNet's attention (see `lora`), and
-repeats rounds of: sample with the η = 1 policy → decode → score with the detector → turn rewards
-into advantages → PPO-clip updates. It writes `<out>/<method>-seed<k>/` with `history.json`
-(alignment vs queries, per-round statistics), `adapter.pt`, the merged `model.pt` (B's
-`save_model`) and `samples.npz` (final η = 0 evaluation images, for diversity and FD elsewhere).
+A run loads the base checkpoint and tunes its UNet (all of it by default; LoRA adapters with
+`lora_rank` > 0), repeating rounds of: sample with the η = 1 policy → decode → score with the
+detector → turn rewards into advantages → PPO-clip updates. It writes `<out>/<method>-seed<k>/`
+with `history.json` (alignment vs queries, per-round statistics), the tuned weights (`unet.pt`, or
+`adapter.pt` for LoRA), the full `model.pt` (B's `save_model`) and `samples.npz` (final η = 0
+evaluation images, for diversity and FD elsewhere).
+
+Why full fine-tuning: the first GPU run used LoRA rank 4 on the attention projections at the
+prescribed learning rates (1e-4 / 3e-4). After 9 600 reward queries no run's η = 0 alignment had
+moved beyond evaluation noise (one-object alignment identical to the base at every evaluation):
+at this budget the adapter's first-order change, lr·|A|, is too small. The UNet has 4.2 M
+parameters, so full fine-tuning costs little memory, needs no merge, and keeps the references'
+optimiser settings.
 
 Methods (ALGORITHMS.md §4): `b2` (branching + backward progressive stages + z-score selection),
 `b2-nobranch` (independent samples, same selection and stages), `b2-noprogressive` (branching at
@@ -71,7 +79,7 @@ class Budget:
     max_grad_norm: float = 1.0
     samples_per_step: int = 32  # trajectories per optimizer step (same for every method)
     micro_pairs: int = 256  # (trajectory, step) pairs per forward/backward pass
-    lora_rank: int = 4
+    lora_rank: int = 0  # 0: fine-tune the whole UNet; r > 0: LoRA rank r on its attention
     seconds: float = 230.0  # wall-clock cap of the training rounds
     evals: int = 8  # evaluations along the run (plus one before the first round)
     eval: EvalSpec = field(default_factory=lambda: EvalSpec(prompts=48, per_prompt=2, steps=20,
@@ -113,7 +121,7 @@ def unet_sha256(model) -> str:
 
 
 class Run:
-    """State of one run: the model with adapters, optimizer, reward normaliser and records."""
+    """State of one run: the model being tuned, optimizer, reward normaliser and records."""
 
     def __init__(self, method: Method, seed: int, base_path: Path, out_dir: Path,
                  device: torch.device, budget: Budget, log: Log):
@@ -128,7 +136,12 @@ class Run:
         self.model = load_model(base_path, device)
         for p in self.model.parameters():
             p.requires_grad_(False)
-        self.params = add_lora(self.model.unet, budget.lora_rank)
+        if budget.lora_rank > 0:
+            self.params = add_lora(self.model.unet, budget.lora_rank)
+        else:
+            self.params = list(self.model.unet.parameters())
+            for p in self.params:
+                p.requires_grad_(True)
         self.model.eval()  # no dropout or batch statistics: sampling and training see one policy
         self.opt = torch.optim.AdamW(self.params, lr=method.lr, betas=(0.9, 0.999),
                                      weight_decay=budget.weight_decay, eps=1e-8)
@@ -189,7 +202,7 @@ class Run:
                     old = traj.log_probs[r, s]
                     loss = ppo_clip_loss(lp, old, a.repeat_interleave(n_steps), m.clip, b.adv_clip)
                     (loss * (len(pick) / len(chunk))).backward()
-                    total += float(loss) * len(pick) / len(chunk)
+                    total += float(loss.detach()) * len(pick) / len(chunk)
                     with torch.no_grad():
                         dev = (lp - old).exp().sub(1).abs()
                     if dev0 is None:  # before any update ρ must be 1, up to rounding
@@ -268,34 +281,43 @@ class Run:
         return self.finish()
 
     def finish(self) -> dict:
+        """Save the tuned weights and the curve first, then the final evaluation: a failure in
+        the optional extras must never lose the training."""
         from ..model import save_model
 
-        adapter = adapter_state(self.model.unet)
-        merge(self.model.unet)
-        final, images = final_eval(self.model, self.budget)
+        if self.budget.lora_rank > 0:
+            torch.save({"format": "shapes-lora/1", "rank": self.budget.lora_rank,
+                        "state": adapter_state(self.model.unet)}, self.dir / "adapter.pt")
+            merge(self.model.unet)
+        else:
+            torch.save({"format": "shapes-unet/1",
+                        "state": {k: v.detach().cpu() for k, v in self.model.unet.state_dict().items()}},
+                       self.dir / "unet.pt")
+        for p in self.model.parameters():
+            p.requires_grad_(False)
         digest = unet_sha256(self.model)
-        torch.save({"format": "shapes-lora/1", "rank": self.budget.lora_rank, "state": adapter},
-                   self.dir / "adapter.pt")
-        save_model(self.model, self.dir / "model.pt",
-                   extra={"method": self.method.name, "seed": self.seed, "queries": self.queries,
-                          "unet_sha256": digest})
-        save_samples(self.dir / "samples.npz", images)
         history = {"method": self.method.name, "seed": self.seed, "config": asdict(self.method),
                    "budget": self.budget.to_dict(), "queries": self.queries,
                    "seconds": round(time.time() - self.t0, 1), "unet_sha256": digest,
-                   "evals": self.evals, "final": final, "rounds": self.rounds}
+                   "evals": self.evals, "rounds": self.rounds}
+        _write_json(self.dir / "history.json", history)
+        save_model(self.model, self.dir / "model.pt",
+                   extra={"method": self.method.name, "seed": self.seed, "queries": self.queries,
+                          "unet_sha256": digest})
+        final, images = final_eval(self.model, self.budget, self.log)
+        save_samples(self.dir / "samples.npz", images)
+        history["final"] = final
         _write_json(self.dir / "history.json", history)
         return history
 
 
-def final_eval(model, budget: Budget) -> tuple[dict, dict]:
+def final_eval(model, budget: Budget, log: Log) -> tuple[dict, dict]:
     """Alignment on the larger final sets, and diversity of the two-object η = 0 images."""
-    scores, images = alignment(model, prompt_sets(budget.final), budget.final,
-                               keep_images=True)
+    scores, images = alignment(model, prompt_sets(budget.final), budget.final, keep_images=True)
     imgs = np.concatenate([images[k][0] for k in ("seen_two", "heldout_two")])
     prompts = [p for k in ("seen_two", "heldout_two") for p in images[k][1]]
     out = {**scores, "pixel_diversity": pixel_diversity(imgs, prompts)}
-    features = feature_metrics(imgs, prompts, allow_training=False)
+    features = feature_metrics(imgs, prompts, allow_training=False, log=log)
     if features is not None:
         out["feature_diversity"] = features
     return out, images
@@ -321,7 +343,7 @@ def evaluate_base(base_path: Path, out_dir: Path, device: torch.device, budget: 
     t0 = time.time()
     model = load_model(base_path, device)
     scores, _ = alignment(model, prompt_sets(budget.eval), budget.eval)
-    final, images = final_eval(model, budget)
+    final, images = final_eval(model, budget, log)
     save_samples(d / "samples.npz", images)
     record = {"method": "base", "queries": 0, "evals": [{"queries": 0, "seconds": 0.0, **scores}],
               "final": final, "unet_sha256": unet_sha256(model),
