@@ -37,6 +37,7 @@ import {
 } from './packs/loader.js';
 import { generate as generatePipeline } from './pipelines/generate.js';
 import {
+  decodeState,
   invertImage as invertPipeline,
   replayInversion as replayPipeline,
   roundtrip as roundtripPipeline,
@@ -309,7 +310,7 @@ export class Engine {
     const { image } = await this.workingImage(pack, p.image);
     const result = await invertPipeline(model, image, p, run);
     const inv = result.inversion;
-    const decoded = await model.decodeLatent(result.latent, inv.shape.slice(1));
+    const decoded = await decodeState(model, result.latent, inv.shape);
     const preview = toRgb({ chw: decoded.chw, width: decoded.width, height: decoded.height });
     const inversion: Inversion = {
       zTop: inv.top,

@@ -143,6 +143,31 @@ describe('retrace CLI', () => {
     );
   });
 
+  it('a pixel-space round trip returns identical 8-bit pixels', async () => {
+    const pixelPack = path.resolve('test/fixtures/pixel-pack');
+    const image = await photo(path.join(work, 'px.png'), 32, 32);
+    const out = path.join(work, 'px-back.png');
+    const r = await cli(
+      'roundtrip',
+      image,
+      '--model',
+      pixelPack,
+      '--prompt',
+      '',
+      '--steps',
+      '50',
+      '--out',
+      out,
+      '--json',
+    );
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.out) as Record<string, number>;
+    expect(report.latentMaxAbsError).toBeLessThan(1e-9);
+    expect(report.nfe).toBe(2 * 39);
+    const pixels = async (f: string) => Buffer.from(await sharp(f).removeAlpha().raw().toBuffer());
+    expect((await pixels(out)).equals(await pixels(image))).toBe(true);
+  });
+
   it('invert → file → replay reproduces the round trip; another prompt edits; damage is refused', async () => {
     const image = await photo(path.join(work, 'inv.png'));
     const file = path.join(work, 'photo.inversion.safetensors');

@@ -106,18 +106,19 @@ export const packManifestSchema = z
     const need = (cond: boolean, path: (string | number)[], message: string) => {
       if (!cond) ctx.addIssue({ code: 'custom', path, message });
     };
-    if (pack.task === 'text-to-image') {
-      need(
-        !!pack.components.textEncoder,
-        ['components', 'textEncoder'],
-        'required for text-to-image packs',
-      );
+    // A text-to-image pack without a text encoder is unconditional (prompts are ignored).
+    if (pack.components.textEncoder) {
       need(
         !!pack.components.tokenizer,
         ['components', 'tokenizer'],
-        'required for text-to-image packs',
+        'required with a text encoder',
       );
     }
+    need(
+      pack.task !== 'restoration' || !pack.components.textEncoder,
+      ['components', 'textEncoder'],
+      'restoration packs take no text',
+    );
     if (pack.space === 'latent') {
       need(!!pack.components.vaeEncoder, ['components', 'vaeEncoder'], 'required for latent packs');
       need(!!pack.components.vaeDecoder, ['components', 'vaeDecoder'], 'required for latent packs');

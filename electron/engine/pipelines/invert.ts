@@ -101,22 +101,42 @@ export function resolveInvert(model: DiffusionModel, input: InvertParams): Resol
   };
 }
 
-function requireLatentTextModel(model: DiffusionModel): void {
+function requireInvertible(model: DiffusionModel): void {
   requireTask(model, 'text-to-image');
-  if (model.manifest.space !== 'latent' || !model.manifest.components.vaeEncoder) {
+  const { space, components } = model.manifest;
+  if (space === 'latent' && (!components.vaeEncoder || !components.vaeDecoder)) {
     throw new RetraceError(
       'BAD_INPUT',
-      `pack ${model.source.id} has no VAE encoder: inversion needs a latent text-to-image pack`,
+      `pack ${model.source.id} lacks a VAE encoder or decoder: a latent pack needs both to invert photos`,
     );
   }
 }
 
+/** Text conditioning, or none for an unconditional pack (no text encoder). */
+function conditioningOf(model: DiffusionModel, prompt: string, negativePrompt: string) {
+  return model.manifest.components.textEncoder
+    ? model.conditioning(prompt, negativePrompt)
+    : Promise.resolve(undefined);
+}
+
+/** The state the sampler works on: the scaled VAE latent, or the pixels of a pixel-space pack. */
 async function encode(model: DiffusionModel, image: ModelImage) {
+  if (model.manifest.space === 'pixel') {
+    return { latent: Float64Array.from(image.chw), shape: [1, 3, image.height, image.width] };
+  }
   const { latent, shape } = await model.encodeImage(image.chw, image.height, image.width);
   return { latent, shape: [1, ...shape] };
 }
 
-async function decode(model: DiffusionModel, latent: Float64Array, shape: number[]) {
+/** Back to an image: the VAE decoder, or the state itself for a pixel-space pack. */
+export async function decodeState(model: DiffusionModel, latent: Float64Array, shape: number[]) {
+  if (model.manifest.space === 'pixel') {
+    return {
+      chw: Float32Array.from(latent),
+      width: shape[3] as number,
+      height: shape[2] as number,
+    };
+  }
   const { chw, width, height } = await model.decodeLatent(latent, shape.slice(1));
   return { chw, width, height };
 }
@@ -127,7 +147,7 @@ export async function invertImage(
   input: InvertParams,
   run: RunOptions = {},
 ): Promise<InvertOutput> {
-  requireLatentTextModel(model);
+  requireInvertible(model);
   const p = resolveInvert(model, input);
   const started = performance.now();
   const { levels } = editLevels(
@@ -138,7 +158,7 @@ export async function invertImage(
   );
   run.onProgress?.({ phase: 'encoding image', step: 0, total: 1 });
   const { latent, shape } = await encode(model, image);
-  const conditioning = await model.conditioning(p.prompt, p.negativePrompt);
+  const conditioning = await conditioningOf(model, p.prompt, p.negativePrompt);
   const pair = await invertBdia(
     scheduleOf(model),
     latent,
@@ -187,9 +207,10 @@ export async function replayInversion(
   options: ReplayOptions,
   run: RunOptions = {},
 ): Promise<ReplayOutput> {
-  requireLatentTextModel(model);
+  requireInvertible(model);
   const started = performance.now();
-  const conditioning = await model.conditioning(
+  const conditioning = await conditioningOf(
+    model,
     options.prompt ?? inversion.prompt,
     options.negativePrompt ?? inversion.negativePrompt,
   );
@@ -211,7 +232,7 @@ export async function replayInversion(
     },
   );
   run.onProgress?.({ phase: 'decoding', step: 0, total: 1 });
-  const image = await decode(model, result.sample, inversion.shape);
+  const image = await decodeState(model, result.sample, inversion.shape);
   return { latent: result.sample, image, nfe: result.nfe, seconds: secondsSince(started) };
 }
 
@@ -224,7 +245,7 @@ export async function roundtrip(
   input: RoundtripParams,
   run: RunOptions = {},
 ): Promise<RoundtripReport> {
-  requireLatentTextModel(model);
+  requireInvertible(model);
   const { method, ...rest } = roundtripParamsSchema.parse(input);
   const started = performance.now();
   let replayed: Float64Array;
@@ -253,7 +274,7 @@ export async function roundtrip(
     const encoded = await encode(model, image);
     source = encoded.latent;
     shape = encoded.shape;
-    const conditioning = await model.conditioning(p.prompt, p.negativePrompt);
+    const conditioning = await conditioningOf(model, p.prompt, p.negativePrompt);
     const eps = guidedEstimator(model, shape.slice(1), conditioning, p.guidance, run.signal);
     const schedule = scheduleOf(model);
     const signal = run.signal ? { signal: run.signal } : {};
@@ -269,8 +290,8 @@ export async function roundtrip(
     nfe = up.nfe + down.nfe;
   }
   run.onProgress?.({ phase: 'decoding', step: 0, total: 2 });
-  const out = await decode(model, replayed, shape);
-  const reference = await decode(model, source, shape);
+  const out = await decodeState(model, replayed, shape);
+  const reference = await decodeState(model, source, shape);
   const report: RoundtripReport = {
     method,
     latentMaxAbsError: maxAbsDiff(replayed, source),

@@ -70,14 +70,14 @@ describe('loadPack', () => {
     }
   });
 
-  it('a text-to-image pack without tokenizer is refused naming components.tokenizer', async () => {
+  it('a pack with a text encoder but no tokenizer is refused naming components.tokenizer', async () => {
     const dir = await makeTextPack(root, 'notok');
     const packJson = path.join(dir, 'pack.json');
     const m = JSON.parse(await readFile(packJson, 'utf8'));
     delete m.components.tokenizer;
     await writeFile(packJson, JSON.stringify(m));
     await expect(loadPack(dir)).rejects.toThrow(
-      'components.tokenizer: required for text-to-image packs',
+      'components.tokenizer: required with a text encoder',
     );
   });
 
