@@ -138,3 +138,36 @@ def test_parity_check_catches_a_graph_that_differs_from_torch(tmp_path):
         m.unet.conv_out.bias.add_(0.01)  # torch now disagrees with the exported unet.onnx
     with pytest.raises(AssertionError, match="unet torch/onnxruntime"):
         parity_vectors(m, tmp_path, inputs, "shapes-base", 5.0)
+
+
+COMMITTED = [p for p in ("shapes-base", "shapes-b2", "shapes-ddpo")
+             if (config.PACKS / p / "pack.json").is_file()]
+
+
+@pytest.mark.parametrize("pack_id", COMMITTED)
+def test_committed_pack_matches_its_parity_vectors_in_onnxruntime(pack_id):
+    from common.onnx_io import ort_session
+    from common.packs import sha256_file
+    from shapes.export import DDIM_TOLERANCE, GRAPH_TOLERANCE, _ort_ddim
+    from shapes.model import scaled_linear_alphas_cumprod
+
+    folder = config.PACKS / pack_id
+    manifest = json.loads((folder / "pack.json").read_text())
+    for comp in manifest["components"].values():
+        assert sha256_file(folder / comp["file"]) == comp["sha256"], comp["file"]
+    t, meta = read_vectors(config.PARITY / f"{pack_id}.safetensors")
+    assert meta["pack"] == pack_id
+    s = {n: ort_session(folder / f"{n}.onnx") for n in ("text_encoder", "unet", "vae_encoder", "vae_decoder")}
+    runs = {
+        "text_encoder.last_hidden_state": s["text_encoder"].run(None, {"input_ids": t["text_encoder.input_ids"]}),
+        "unet.out_sample": s["unet"].run(None, {"sample": t["unet.sample"], "timestep": t["unet.timestep"],
+                                                "encoder_hidden_states": t["unet.encoder_hidden_states"]}),
+        "vae_encoder.latent_sample": s["vae_encoder"].run(None, {"sample": t["vae_encoder.sample"]}),
+        "vae_decoder.sample": s["vae_decoder"].run(None, {"latent_sample": t["vae_decoder.latent_sample"]}),
+    }
+    for name, out in runs.items():
+        assert np.abs(out[0] - t[name]).max() <= GRAPH_TOLERANCE, name
+    abar = scaled_linear_alphas_cumprod(manifest["schedule"]).numpy()
+    z = _ort_ddim(s, t["text_encoder.input_ids"], t["ddim.noise"], abar, int(meta["ddim.steps"]),
+                  float(meta["ddim.guidance"]))
+    assert np.abs(z - t["ddim.expected_latent"]).max() <= DDIM_TOLERANCE
