@@ -30,9 +30,11 @@ interface Pending {
 export function exitReason(code: number): string {
   // V8 aborts with SIGABRT/SIGTRAP on heap exhaustion; Windows reports 0xE0000008 or 0xC0000017.
   const oom = code === 134 || code === 133 || code === -536870904 || code === 3221225495;
-  return oom
-    ? `the engine ran out of memory (exit code ${code})`
-    : `the engine stopped unexpectedly (exit code ${code})`;
+  if (oom) return `the engine ran out of memory (exit code ${code})`;
+  // SIGKILL: on Linux and macOS this is what the system's out-of-memory killer sends.
+  if (code === 137)
+    return `the engine was killed (exit code 137, usually the system ran out of memory)`;
+  return `the engine stopped unexpectedly (exit code ${code})`;
 }
 
 export class EngineProcess {

@@ -2,10 +2,11 @@
 // built renderer (with the app's CSP) and the allow-listed images over HTTP, runs main's own
 // channel handlers and IPC dispatcher (sender + schema checks included), and drives the real
 // engine host in a child process through main's own EngineProcess. Dialogs are scripted.
-import { fork } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { imageUrlFor, isInvokeChannel, type JobEvent } from '../../electron/contract/channels.js';
@@ -68,14 +69,24 @@ export class Bridge {
     return this.engineProcess;
   }
 
+  private child: ChildProcess | undefined;
+
+  /** Kills the engine process as a native crash or the OOM killer would. */
+  killHost(): void {
+    this.child?.kill('SIGKILL');
+  }
+
   private forkHost(): ChildLike {
     const child = fork(HOST_ENTRY, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.child = child;
     return {
       postMessage: (m) => void child.send(m as object),
       on: (event: 'message' | 'exit', listener: (arg: never) => void) => {
         if (event === 'exit')
           child.on('exit', (code, signal) =>
-            (listener as (c: number) => void)(code ?? (signal ? 128 : 1)),
+            (listener as (c: number) => void)(
+              code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0),
+            ),
           );
         else child.on('message', listener as (m: unknown) => void);
       },

@@ -303,6 +303,40 @@ describe('Retrace in the browser', () => {
     await shot('cancel');
   });
 
+  it('an engine crash fails the running job with a message, and the engine comes back', async () => {
+    await nav('generate');
+    await page.getByTestId('gen-steps').fill('400');
+    await page.getByTestId('gen-run').click();
+    await expect
+      .poll(() => page.getByTestId('job-status').innerText(), { timeout: 60_000 })
+      .toBe('running');
+    // The window stays responsive while the engine works: switching views answers at once.
+    await nav('queue');
+    await page.getByTestId('queue-running').locator('li.panel').first().waitFor({ timeout: 5_000 });
+    bridge.killHost();
+    const failed = page.getByTestId('queue-finished').locator('tr', { hasText: 'failed' });
+    await failed.first().waitFor({ timeout: 30_000 });
+    expect(await failed.first().innerText()).toMatch(/engine was killed.*restarted/);
+    await shot('queue');
+    // The restarted engine answers and runs jobs again.
+    await nav('generate');
+    await page.getByTestId('gen-steps').fill('4');
+    await page.getByTestId('gen-run').click();
+    await expect
+      .poll(() => page.getByTestId('job-status').innerText(), { timeout: 60_000 })
+      .toBe('done');
+    expect(bridge.crashes.join('\n')).toMatch(/killed/);
+  });
+
+  it('shows the detected execution providers and saves settings', async () => {
+    await nav('settings');
+    await expect.poll(() => page.getByTestId('providers').innerText()).toMatch(/cpu/);
+    await page.getByTestId('set-theme').selectOption('dark');
+    await expect.poll(() => page.locator('html').getAttribute('data-theme')).toBe('dark');
+    await shot('settings');
+    await page.getByTestId('set-theme').selectOption('system');
+  });
+
   it('refuses images outside the allow-list and never logs a CSP violation', async () => {
     const status = await page.evaluate(
       async (p) => (await fetch(`/image/${encodeURIComponent(p)}`)).status,

@@ -91,5 +91,6 @@ describe('engine process', () => {
   it('names out-of-memory exits', () => {
     expect(exitReason(134)).toMatch(/out of memory/);
     expect(exitReason(1)).toMatch(/stopped unexpectedly \(exit code 1\)/);
+    expect(exitReason(137)).toMatch(/killed .*out of memory/);
   });
 });
