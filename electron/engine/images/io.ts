@@ -3,14 +3,14 @@
 // aside, so pipelines never see grey, CMYK, palette or 16-bit variants. Writes are atomic and
 // carry the job's parameters (PNG text chunks; XMP and EXIF elsewhere), and the small
 // conversions pipelines need (model range, resize, preview) live here too.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, rename, rm, stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { crc32, inflateSync } from 'node:zlib';
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
+import { writeFileAtomic } from '../formats/atomic.js';
 import { RetraceError } from '../errors.js';
-import { PARTIAL_MARKER } from '../jobs/batch.js';
 
 export interface ImageMeta {
   /** Decoder that read the file: png, jpeg, webp, tiff, avif, gif (or `model` for generated data). */
@@ -294,33 +294,7 @@ export async function writeImage(
   await writeFileAtomic(file, encoded);
 }
 
-/**
- * Writes `data` to `file` through a partial file in the same folder (same file system, so the
- * rename is atomic); on any failure the partial file is removed and the target left untouched.
- */
-export async function writeFileAtomic(file: string, data: Uint8Array): Promise<void> {
-  const dir = path.dirname(file);
-  const temp = path.join(
-    dir,
-    `.${path.basename(file)}${PARTIAL_MARKER}-${randomBytes(6).toString('hex')}`,
-  );
-  try {
-    const handle = await open(temp, 'wx');
-    try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, file);
-  } catch (err) {
-    await rm(temp, { force: true });
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new RetraceError('BAD_FILE', `${file}: cannot write (${code ?? String(err)})`, {
-      cause: err,
-    });
-  }
-}
+export { writeFileAtomic };
 
 function validateImage(image: RgbImage, name: string): void {
   const { width, height } = image;

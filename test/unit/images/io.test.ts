@@ -453,7 +453,7 @@ describe('atomic writes', () => {
     expect(to).toBe(target);
     expect(path.dirname(from ?? '')).toBe(folder);
     expect(path.basename(from ?? '')).toMatch(
-      new RegExp(`^\\.out\\.png${PARTIAL_MARKER.replace(/\./g, '\\.')}-[0-9a-f]+$`),
+      new RegExp(`^\\.out\\.png${PARTIAL_MARKER.replace(/\./g, '\\.')}-[0-9]+-[0-9a-f]+$`),
     );
   });
 });
