@@ -152,6 +152,11 @@ function createWindow(): void {
 
 app.enableSandbox();
 
+// Every web contents, not only the main window's, gets the same navigation and window.open rules.
+app.on('web-contents-created', (_event, contents) =>
+  installNavigationGuards(contents, (url) => void shell.openExternal(url)),
+);
+
 void app.whenReady().then(() => {
   registerProtocols(protocol, rendererRoot, grants.read);
   // Nothing in the app needs the camera, the microphone, notifications or geolocation.

@@ -46,6 +46,7 @@ const m = vi.hoisted(() => {
     permission: vi.fn(),
     fork: vi.fn(() => child),
     enableSandbox: vi.fn(),
+    appOn: vi.fn(),
   };
 });
 
@@ -54,7 +55,7 @@ vi.mock('electron', () => ({
     getPath: (name: string) => path.join(userData, name),
     whenReady: () => m.whenReady,
     enableSandbox: m.enableSandbox,
-    on: vi.fn(),
+    on: m.appOn,
     isPackaged: false,
     getVersion: () => '0.0.0',
     quit: vi.fn(),
@@ -101,6 +102,16 @@ describe('main wiring (electron mocked)', async () => {
     expect(m.webContents.on.mock.calls.map((c) => c[0])).toEqual(
       expect.arrayContaining(['will-navigate', 'will-redirect', 'will-attach-webview']),
     );
+  });
+  it('guards every web contents created later, not only the main window', () => {
+    const hook = m.appOn.mock.calls.find((c) => c[0] === 'web-contents-created')?.[1] as (
+      e: unknown,
+      wc: unknown,
+    ) => void;
+    const contents = { on: vi.fn(), setWindowOpenHandler: vi.fn() };
+    hook({}, contents);
+    expect(contents.setWindowOpenHandler).toHaveBeenCalled();
+    expect(contents.on.mock.calls.map((c) => c[0])).toContain('will-navigate');
   });
   it('denies permission requests', () => {
     const handler = m.permission.mock.calls[0]?.[0] as (
