@@ -124,10 +124,17 @@ def main(argv: list[str] | None = None) -> int:
 
         from .card import write_card
 
+        from common.files import write_text_atomic
+
+        from .evaluate import goals
+
         eval_path = out / "eval.json"
         if not eval_path.is_file():
             raise SystemExit(f"no {eval_path}: run the eval stage first")
-        write_card(task, out, json.loads(eval_path.read_text()))
+        record = json.loads(eval_path.read_text())
+        record["goals"] = goals(task, record["metrics"], plan)  # the goals' rules may have changed
+        write_text_atomic(eval_path, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+        write_card(task, out, record)
         log(f"card: {out / 'MODEL_CARD.md'} written from {eval_path}")
     log("done")
     return 0

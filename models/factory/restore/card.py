@@ -67,9 +67,11 @@ def _goals(task: Task, record: dict) -> str:
         if v["gain_over_baseline_db"] <= 0:
             detail.append(f"{-v['gain_over_baseline_db']:.2f} dB below {v['baseline']}")
         lines.append(f"- {_condition_title(cond)}: {v['gain_over_input_db']:+.2f} dB over the input "
-                     f"(goal +8 dB), {v['gain_over_baseline_db']:+.2f} dB over the best correction "
-                     f"baseline ({v['baseline']}): {verdict}" +
-                     (f" ({'; '.join(detail)})" if detail else "") + ".")
+                     f"(goal +8 dB), {v['gain_over_baseline_db']:+.2f} dB over the gamma correction "
+                     f"({METHOD_NAMES[v['baseline']]}): {verdict}" +
+                     (f" ({'; '.join(detail)})" if detail else "") + ". Against the "
+                     f"{METHOD_NAMES['exposure-oracle']} (not blind, so not a baseline a user "
+                     f"has): {v['gain_over_oracle_db']:+.2f} dB.")
     return "\n".join(lines)
 
 

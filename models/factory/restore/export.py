@@ -47,7 +47,7 @@ def _vector_inputs(task: Task, val_photo: np.ndarray, seed: int):
     rng = np.random.default_rng(seed)
     s = VECTOR_SIZE
     y, x = (val_photo.shape[0] - s) // 2, (val_photo.shape[1] - s) // 2
-    clean = torch.from_numpy(val_photo[y:y + s, x:x + s]).permute(2, 0, 1)[None].double() / 255
+    clean = torch.from_numpy(np.array(val_photo[y:y + s, x:x + s])).permute(2, 0, 1)[None].double() / 255
     gen = torch.Generator().manual_seed(seed)
     deg01 = degrade.DEGRADE[task.name](clean.float(), gen)
     degraded = (deg01 * 2 - 1).numpy().astype(np.float64)  # float32 values: the file holds them exactly
