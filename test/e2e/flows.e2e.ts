@@ -17,6 +17,8 @@ let browser: Browser;
 let page: Page;
 let bridge: Bridge;
 let restorePack: string | undefined;
+/** The bundled Shapes model when it is there (nicer pictures), else the tiny SD fixture. */
+let textPack = 'tiny-sd';
 const pageErrors: string[] = [];
 
 /** A small photo with structure (gradient + blocks), optionally with noise added. */
@@ -41,7 +43,19 @@ async function makePhoto(file: string, size: number, noise = 0, seed = 1): Promi
   return file;
 }
 
+/** A Shapes-world scene: a pale gradient with one red circle. */
+async function makeScene(file: string): Promise<string> {
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64">
+    <defs><linearGradient id="g" x1="0" y1="0" x2="0" y2="1">
+      <stop offset="0" stop-color="#eef2f7"/><stop offset="1" stop-color="#d9e0ea"/></linearGradient></defs>
+    <rect width="64" height="64" fill="url(#g)"/><circle cx="30" cy="34" r="13" fill="#d62828"/></svg>`;
+  mkdirSync(path.dirname(file), { recursive: true });
+  await sharp(Buffer.from(svg)).png().toFile(file);
+  return file;
+}
+
 async function shot(name: string): Promise<void> {
+  await page.locator('main').evaluate((el) => el.scrollTo(0, 0));
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: false });
 }
 
@@ -67,6 +81,7 @@ beforeAll(async () => {
     ok: boolean;
   }[];
   restorePack = packs.find((p) => p.ok && p.task === 'restoration')?.id;
+  if (packs.some((p) => p.ok && p.id === 'shapes-base')) textPack = 'shapes-base';
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   page = await browser.newPage({ viewport: { width: 1280, height: 820 } });
   page.on('console', (m) => {
@@ -88,18 +103,18 @@ describe('Retrace in the browser', () => {
   let roundtripImage = '';
 
   it('edit a photo, then export the image and the inversion', async () => {
-    const photo = await makePhoto(path.join(work, 'photos', 'squares.png'), 64);
+    const photo = await makeScene(path.join(work, 'photos', 'red-circle.png'));
     await nav('edit');
     bridge.answer('openImage', photo);
     await page.getByTestId('open-image').click();
     await page
       .getByRole('region', { name: 'drop a photo here' })
-      .getByText('squares.png')
+      .getByText('red-circle.png')
       .waitFor();
-    await page.getByTestId('edit-model').selectOption('tiny-sd');
-    await page.getByTestId('source-prompt').fill('a red square on a gradient');
+    await page.getByTestId('edit-model').selectOption(textPack);
+    await page.getByTestId('source-prompt').fill('a red circle');
     await page.getByText('Advanced').click();
-    await page.getByTestId('adv-steps').fill('10');
+    await page.getByTestId('adv-steps').fill('20');
     await page.getByTestId('invert').click();
     await page.getByTestId('roundtrip-pixel').waitFor({ timeout: 120_000 });
     const err = await page.getByTestId('roundtrip-pixel').innerText();
@@ -108,7 +123,7 @@ describe('Retrace in the browser', () => {
     roundtripImage = decodeURIComponent(String(firstAfter).split('/image/')[1] ?? '');
     expect(existsSync(roundtripImage)).toBe(true);
 
-    await page.getByTestId('edit-prompt').fill('a blue circle on a gradient');
+    await page.getByTestId('edit-prompt').fill('a blue circle');
     await page.getByTestId('apply-edit').click();
     await expect
       .poll(() => page.getByTestId('after-image').getAttribute('src'), { timeout: 120_000 })
@@ -131,7 +146,7 @@ describe('Retrace in the browser', () => {
     await page.getByTestId('edit-message').filter({ hasText: 'Exported' }).waitFor();
     expect((await sharp(exportFile).metadata()).format).toBe('webp');
 
-    exportedInversion = path.join(work, 'exports', 'squares.inversion.safetensors');
+    exportedInversion = path.join(work, 'exports', 'red-circle.inversion.safetensors');
     bridge.answer('saveFile', exportedInversion);
     await page.getByTestId('export-inversion').click();
     await page.getByTestId('edit-message').filter({ hasText: 'Saved inversion' }).waitFor();
@@ -145,7 +160,7 @@ describe('Retrace in the browser', () => {
     bridge.answer('openInversion', exportedInversion);
     await page.getByTestId('import-inversion').click();
     await page.getByTestId('edit-message').filter({ hasText: 'Imported' }).waitFor();
-    expect(await page.getByTestId('edit-prompt').inputValue()).toBe('a red square on a gradient');
+    expect(await page.getByTestId('edit-prompt').inputValue()).toBe('a red circle');
     await page.getByTestId('apply-edit').click();
     await page
       .getByTestId('export-image')
@@ -161,9 +176,9 @@ describe('Retrace in the browser', () => {
 
   it('generate with and without Time-Shift', async () => {
     await nav('generate');
-    await page.getByTestId('gen-model').selectOption('tiny-sd');
-    await page.getByTestId('gen-prompt').fill('a green triangle');
-    await page.getByTestId('gen-steps').fill('8');
+    await page.getByTestId('gen-model').selectOption(textPack);
+    await page.getByTestId('gen-prompt').fill('a yellow triangle left of a blue square');
+    await page.getByTestId('gen-steps').fill('10');
     await page.getByTestId('gen-count').fill('1');
     await page.getByTestId('gen-seed').fill('42');
     await page.getByTestId('gen-timeshift').check();
@@ -261,6 +276,8 @@ describe('Retrace in the browser', () => {
 
   it('cancel a running job: progress moves, cancel lands within one network call', async () => {
     await nav('generate');
+    // The tiny fixture: many short network calls, so the test sees progress move quickly.
+    await page.getByTestId('gen-model').selectOption('tiny-sd');
     await page.getByTestId('gen-steps').fill('400');
     await page.getByTestId('gen-count').fill('1');
     await page.getByTestId('gen-run').click();
