@@ -1,0 +1,82 @@
+"""The PyTorch reference for `npm run bench`: the Shapes model the shapes-base pack was exported
+from, sampled with the recipe's own DDIM loop (`shapes.model.ddim_sample`, float64 states like the
+engine) and decoded by its VAE, on the CPU with the bench's thread count.
+
+Prints one JSON line: median seconds per generation after a warm-up, or `{"skipped": reason}`
+when the checkpoint or torch is not there (the bench records the reason instead of failing).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+FACTORY = Path(__file__).resolve().parents[2] / "models" / "factory"
+DEFAULT_CHECKPOINT = FACTORY / ".cache" / "shapes" / "base" / "model.pt"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    ap.add_argument("--prompt", default="a red circle left of a blue square")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--guidance", type=float, default=5.0)
+    ap.add_argument("--count", type=int, default=1)
+    ap.add_argument("--size", type=int, default=64, help="image side in pixels")
+    ap.add_argument("--downsample", type=int, default=4, help="the VAE's factor (pack.json latent)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.is_file():
+        print(json.dumps({"skipped": f"no PyTorch checkpoint at {checkpoint} "
+                                     "(train it with `python -m shapes` in models/factory)"}))
+        return 0
+    try:
+        import torch
+        sys.path.insert(0, str(FACTORY))
+        from shapes.model import ddim_sample, load_model
+    except ImportError as err:
+        print(json.dumps({"skipped": f"python packages missing: {err}"}))
+        return 0
+
+    torch.set_num_threads(args.threads)
+    model = load_model(checkpoint, "cpu")
+    side = args.size // args.downsample
+    shape = (args.count, model.cfg.latent_channels, side, side)
+    prompts = [args.prompt] * args.count
+
+    @torch.no_grad()
+    def once(seed: int):
+        noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+        z = ddim_sample(model, prompts, noise, args.steps, args.guidance)
+        return model.decode(z.float())
+
+    once(args.seed)  # warm-up: first calls allocate and pick kernels
+    runs = []
+    for i in range(args.repeats):
+        started = time.perf_counter()
+        images = once(args.seed + i)
+        runs.append(time.perf_counter() - started)
+    print(json.dumps({
+        "tool": "PyTorch (shapes.model.ddim_sample + VAE decode)",
+        "torch": torch.__version__,
+        "checkpoint": str(checkpoint),
+        "seconds": statistics.median(runs),
+        "runs": runs,
+        "steps": args.steps,
+        "guidance": args.guidance,
+        "count": args.count,
+        "threads": args.threads,
+        "shape": list(images.shape),
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
