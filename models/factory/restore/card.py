@@ -125,6 +125,11 @@ def _data(record: dict) -> str:
 
 
 def write_card(task: Task, pack: Path, record: dict) -> Path:
+    missing = [k for k in ("training", "export", "protocol", "metrics", "goals", "timing", "data")
+               if k not in record]
+    if missing:
+        raise SystemExit(f"{pack / 'eval.json'} has no {', '.join(missing)} record: the card needs "
+                         "the export stage's and the eval stage's records (run them first)")
     proto = record["protocol"]
     e = record["export"]
     timing = record["timing"]
