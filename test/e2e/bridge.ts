@@ -104,8 +104,17 @@ export class Bridge {
     return Promise.resolve(this.answers[kind].shift());
   }
 
+  /** Sends a menu command to the pages, as main does when a menu item is chosen. */
+  menu(command: string, file?: string): void {
+    this.send('menu:command', file ? { command, path: file } : { command });
+  }
+
   private emit(event: JobEvent): void {
     this.events.push(event);
+    this.send('jobs:event', event);
+  }
+
+  private send(channel: string, payload: unknown): void {
     for (const page of this.pages) {
       void page
         .evaluate(
@@ -113,7 +122,7 @@ export class Bridge {
             (
               globalThis as unknown as { __retraceEmit?: (c: string, p: unknown) => void }
             ).__retraceEmit?.(c as string, p),
-          ['jobs:event', event] as const,
+          [channel, payload] as const,
         )
         .catch(() => undefined);
     }

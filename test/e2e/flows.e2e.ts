@@ -252,6 +252,39 @@ describe('Retrace in the browser', () => {
     await shot('restore-folder');
   });
 
+  it('pause a folder restore, then resume without redoing finished files', async (ctx) => {
+    if (!restorePack) {
+      console.log('skipped: no restoration pack under models/packs');
+      ctx.skip();
+    }
+    const input = path.join(work, 'pause');
+    for (let i = 0; i < 6; i++) await makePhoto(path.join(input, `p${i}.png`), 128, 25, 10 + i);
+    const output = path.join(work, 'pause-restored');
+    mkdirSync(output, { recursive: true });
+    bridge.answer('openFolder', input);
+    await page.getByTestId('restore-folder').click();
+    bridge.answer('openFolder', output);
+    await page.getByTestId('restore-output').click();
+    await page.getByTestId('restore-folder-run').click();
+    const table = page.getByTestId('restore-table');
+    await table.locator('tr[data-status="ok"]').first().waitFor({ timeout: 60_000 });
+    await page.getByTestId('restore-pause').click();
+    await page
+      .getByTestId('restore-message')
+      .filter({ hasText: 'Paused' })
+      .waitFor({ timeout: 60_000 });
+    const donePaused = await table.locator('tr[data-status="ok"]').count();
+    expect(donePaused).toBeGreaterThanOrEqual(1);
+    expect(donePaused).toBeLessThan(6);
+    await page.getByTestId('restore-resume').click();
+    await page.getByTestId('restore-report').waitFor({ timeout: 120_000 });
+    expect(await table.locator('tr[data-status="ok"]').count()).toBe(6);
+    // The resumed run skipped what was already restored instead of redoing it.
+    const lastDone = [...bridge.events].reverse().find((e) => e.type === 'done');
+    const items = (lastDone?.type === 'done' ? lastDone.result.items : []) as { status: string }[];
+    expect(items.filter((i) => i.status === 'skipped')).toHaveLength(donePaused);
+  });
+
   it('import a broken pack: a clear error naming what is wrong', async () => {
     await nav('models');
     const first = page.getByTestId('pack-list').locator('button').first();
@@ -351,6 +384,79 @@ describe('Retrace in the browser', () => {
     await page.getByTestId('set-theme').selectOption('dark');
     await expect.poll(() => page.locator('html').getAttribute('data-theme')).toBe('dark');
     await shot('settings');
+    await page.getByTestId('set-theme').selectOption('system');
+  });
+
+  it('keyboard, menu commands and drag-and-drop reach the views', async () => {
+    await page.keyboard.press('Control+2');
+    await page.getByRole('heading', { name: 'Generate' }).waitFor();
+    await page.keyboard.press('Control+1');
+    await page.getByRole('heading', { name: 'Edit' }).waitFor();
+    // View → Compare toggles the before/after slider.
+    const compare = page.getByLabel('Compare with slider');
+    const before = await compare.isChecked();
+    bridge.menu('compare');
+    await expect.poll(() => compare.isChecked()).toBe(!before);
+    bridge.menu('compare');
+    await expect.poll(() => compare.isChecked()).toBe(before);
+    // File → Settings… switches view.
+    bridge.menu('settings');
+    await page.getByRole('heading', { name: 'Settings' }).waitFor();
+    await nav('edit');
+    // A photo dropped on the Edit view opens it (its path comes from the preload, as in Electron).
+    const dropped = await makeScene(path.join(work, 'dropped', 'dropped.png'));
+    await page.evaluate(
+      ([name, file, bytes]) => {
+        (globalThis as unknown as { __retraceDropped: Record<string, string> }).__retraceDropped = {
+          [name]: file,
+        };
+        const g = globalThis as unknown as {
+          DataTransfer: new () => { items: { add(f: unknown): void } };
+          File: new (parts: unknown[], name: string, o: object) => unknown;
+          DragEvent: new (t: string, o: object) => unknown;
+          document: { querySelector(s: string): { dispatchEvent(e: unknown): void } };
+        };
+        const dt = new g.DataTransfer();
+        dt.items.add(new g.File([new Uint8Array(bytes)], name, { type: 'image/png' }));
+        const target = g.document.querySelector('[aria-label="drop a photo here"]');
+        target.dispatchEvent(
+          new g.DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }),
+        );
+      },
+      ['dropped.png', dropped, [...readFileSync(dropped)]] as const,
+    );
+    await page
+      .getByRole('region', { name: 'drop a photo here' })
+      .getByText('dropped.png')
+      .waitFor();
+  });
+
+  it('labels every control, in every view, in light and dark themes', async () => {
+    for (const view of ['edit', 'generate', 'restore', 'models', 'queue', 'settings']) {
+      await nav(view);
+      await page.locator('main h1').waitFor();
+      const unlabelled = await page.locator('main').evaluate((main) =>
+        [...main.querySelectorAll('input, select, textarea, button')]
+          .filter((el) => {
+            const e = el as unknown as {
+              labels?: { length: number };
+              getAttribute(n: string): string | null;
+              textContent: string | null;
+              tagName: string;
+            };
+            const named = (e.labels?.length ?? 0) > 0 || !!e.getAttribute('aria-label');
+            return e.tagName === 'BUTTON' ? !named && !e.textContent?.trim() : !named;
+          })
+          .map((el) => (el as unknown as { outerHTML: string }).outerHTML.slice(0, 120)),
+      );
+      expect(unlabelled, view).toEqual([]);
+    }
+    await nav('settings');
+    await page.getByTestId('set-theme').selectOption('dark');
+    await nav('restore');
+    await page.getByTestId('mode-folder').check();
+    await shot('restore-folder-dark');
+    await nav('settings');
     await page.getByTestId('set-theme').selectOption('system');
   });
 

@@ -1,7 +1,7 @@
 // The Restore view's state: one photo (shown before/after) or a folder (a per-file list filled
 // live from the batch's item events, overall progress with ETA, pause and cancel). Pause stops
-// the batch after the file in progress; resume starts it again with skip-existing, so finished
-// files are not redone.
+// the batch at its next network call (the unfinished file is left for later); resume starts it
+// again with skip-existing, so finished files are not redone.
 import { api, errorMessage, type ImageRef } from './api.js';
 import { app } from './app.svelte.js';
 import { basename } from './format.js';
