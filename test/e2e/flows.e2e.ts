@@ -198,6 +198,11 @@ describe('Retrace in the browser', () => {
     expect(params[0]?.timeShift).toBeTruthy();
     expect(params[1]?.timeShift ?? null).toBeNull();
     await shot('generate');
+    // A result goes to Edit as its source photo.
+    await cards.first().getByRole('button', { name: 'Send to Edit' }).click();
+    await page.getByRole('heading', { name: 'Edit' }).waitFor();
+    const sent = await page.getByRole('region', { name: 'drop a photo here' }).innerText();
+    expect(sent).toMatch(/\.png$/);
   });
 
   it('restore one photo', async (ctx) => {
