@@ -318,6 +318,7 @@ function buildProgram(
       choiceOption('--format', ['same', 'png', 'jpeg', 'webp', 'tiff', 'avif'] as const),
       'same',
     )
+    .option('--deterministic', 'no noise between steps: higher PSNR, a little less texture')
     .option('--report <file>', 'JSON report (CSV beside it); default OUT/retrace-report.json')
     .option('--json', 'print the summary as one JSON line')
     .action(async (paths: string[], o) => {
@@ -330,6 +331,7 @@ function buildProgram(
         skipExisting: Boolean(o.skipExisting),
         seed: o.seed,
         format: o.format,
+        ...(o.deterministic ? { deterministic: true } : {}),
         ...(o.tile !== undefined ? { tile: o.tile } : {}),
         ...(o.overlap !== undefined ? { overlap: o.overlap } : {}),
         ...(o.report !== undefined ? { report: o.report } : {}),

@@ -72,6 +72,8 @@ export const restoreParamsSchema = z.strictObject({
   tile: z.number().int().min(16).max(4096).optional(),
   overlap: z.number().int().min(0).max(1024).optional(),
   steps: z.number().int().min(1).max(100).optional(),
+  /** No noise between steps (the pack's default when absent): sharper PSNR, less texture. */
+  deterministic: z.boolean().optional(),
   format: z.enum(['same', 'png', 'jpeg', 'webp', 'tiff', 'avif']).default('same'),
   /** Where to write the JSON report (a CSV goes beside it); absent: `<outputDir>/retrace-report.json`. */
   report: filePath.optional(),

@@ -467,6 +467,9 @@ export class Engine {
               ...(params.tile !== undefined ? { tile: params.tile } : {}),
               ...(params.overlap !== undefined ? { overlap: params.overlap } : {}),
               ...(params.steps !== undefined ? { steps: params.steps } : {}),
+              ...(params.deterministic !== undefined
+                ? { deterministic: params.deterministic }
+                : {}),
             },
             {
               signal,

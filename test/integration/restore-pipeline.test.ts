@@ -62,6 +62,13 @@ describe('restoreImage', () => {
     expect(mean).toBeLessThan(2e-3);
   });
 
+  it('deterministic: no noise between steps, so the seed no longer matters after the start', async () => {
+    const a = await restoreImage(model, photo(40, 24), { seed: 5, deterministic: true });
+    const b = await restoreImage(model, photo(40, 24), { seed: 5 });
+    expect(maxAbsDiff(a.image.chw, b.image.chw)).toBeGreaterThan(0.01);
+    expect(a.nfe).toBe(5);
+  });
+
   it('refuses a text-to-image request shape: wrong step count, bad tile', async () => {
     await expect(restoreImage(model, photo(16, 16), { seed: 1, steps: 7 })).rejects.toThrow(
       /exactly 5 steps/,

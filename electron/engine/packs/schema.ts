@@ -87,6 +87,8 @@ export const packManifestSchema = z
         /** Edge of the square tiles the network is happy with, and their overlap, in pixels. */
         tile: z.number().int().positive().optional(),
         overlap: z.number().int().min(0).optional(),
+        /** Skip the noise the sampler adds between steps (higher PSNR, less texture). */
+        deterministic: z.boolean().default(false),
       })
       .optional(),
     tuning: z

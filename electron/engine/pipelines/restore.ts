@@ -29,6 +29,8 @@ export interface RestoreOptions {
   overlap?: number;
   /** Must equal the pack's step count when given: a Resfusion pack restores in exactly T' steps. */
   steps?: number;
+  /** Leave out the noise added after each step but the last (default: the pack's setting). */
+  deterministic?: boolean;
 }
 
 export interface RestoreOutput {
@@ -106,6 +108,7 @@ export async function restoreImage(
       `overlap ${overlap} must be smaller than the tile ${tileSide}`,
     );
   }
+  const deterministic = options.deterministic ?? spec?.deterministic ?? false;
   const width = Math.ceil(image.width / multiple) * multiple;
   const height = Math.ceil(image.height / multiple) * multiple;
   const padded = reflectPad(image, width, height);
@@ -125,7 +128,10 @@ export async function restoreImage(
       degraded,
       (input, timesteps) =>
         model.predict(input, [6, tile.height, tile.width], timesteps, undefined, input.length / 2),
-      (stream) => noiseFor(fields, stream, tile, width, height),
+      (stream) =>
+        deterministic && stream > 0
+          ? new Float64Array(degraded.length)
+          : noiseFor(fields, stream, tile, width, height),
       {
         ...(run.signal ? { signal: run.signal } : {}),
         onStep: (done) =>
