@@ -63,6 +63,8 @@ async function timed(fn, { model, warmup = 0, times = repeats } = {}) {
   for (let i = 0; i < warmup; i++) await fn(-1 - i);
   const runs = [];
   const network = [];
+  // The pipeline's own `seconds` (engine results carry it): the job without reading/writing files.
+  const pipeline = [];
   let last;
   for (let i = 0; i < times; i++) {
     const net0 = model?.networkSeconds() ?? 0;
@@ -70,12 +72,18 @@ async function timed(fn, { model, warmup = 0, times = repeats } = {}) {
     last = await fn(i);
     runs.push((performance.now() - t) / 1000);
     network.push((model?.networkSeconds() ?? 0) - net0);
+    if (typeof last?.seconds === 'number') pipeline.push(last.seconds);
   }
-  return { seconds: median(runs), runs, network, networkSeconds: median(network), last };
+  return { seconds: median(runs), runs, network, networkSeconds: median(network), pipeline, last };
 }
 
 /** Median of per-run overheads, (wall − network) / wall in %. */
 const overheadPct = (r) => median(r.runs.map((wall, i) => ((wall - r.network[i]) / wall) * 100));
+/** The same for the pipeline alone (no file decode/encode/write), when the results said. */
+const pipelineOverheadPct = (r) =>
+  r.pipeline.length === r.runs.length
+    ? median(r.pipeline.map((wall, i) => ((wall - r.network[i]) / wall) * 100))
+    : null;
 
 /** A synthetic "photo": smooth colour gradients with some structure, as a PNG. */
 async function syntheticPhoto(file, width, height, noise = 0) {
@@ -164,13 +172,15 @@ const summary = {
 const table = [];
 
 /** Runs one section; any failure becomes a skipped row with its reason. */
-async function section(name, fn) {
+async function section(name, fn, figure) {
   const t = performance.now();
   try {
     await fn();
   } catch (err) {
     const reason = err instanceof Error ? err.message.split('\n')[0] : String(err);
     summary.skipped[name] = reason;
+    // A headline figure that could not be measured says why, in place of its value.
+    if (figure) summary[figure] = `skipped: ${reason}`;
     console.log(`${name}: skipped (${reason})`);
   }
   console.log(`  [${name}: ${((performance.now() - t) / 1000).toFixed(1)} s]`);
@@ -208,12 +218,13 @@ await section('overhead generate', async () => {
   );
   overhead.generate = {
     pct: overheadPct(r),
+    pipelinePct: pipelineOverheadPct(r),
     seconds: r.seconds,
     networkSeconds: r.networkSeconds,
     nfe: r.last.nfe,
   };
   console.log(
-    `overhead generate shapes-base (20 steps): wall ${r.seconds.toFixed(3)} s, in session.run ${r.networkSeconds.toFixed(3)} s → ${overhead.generate.pct.toFixed(2)} %`,
+    `overhead generate shapes-base (20 steps): wall ${r.seconds.toFixed(3)} s, in session.run ${r.networkSeconds.toFixed(3)} s → ${overhead.generate.pct.toFixed(2)} % (pipeline alone, no PNG write: ${overhead.generate.pipelinePct?.toFixed(2)} %)`,
   );
 });
 
@@ -261,6 +272,7 @@ for (const model of textModels) {
     if (model === 'shapes-base') {
       overhead.roundtrip = {
         pct: overheadPct(bdia),
+        pipelinePct: pipelineOverheadPct(bdia),
         seconds: bdia.seconds,
         networkSeconds: bdia.networkSeconds,
         nfe: bdia.last.nfe,
@@ -291,50 +303,58 @@ if (overhead.generate || overhead.roundtrip) {
 
 // 3. BDIA against DDIM: seconds per step of the sampling loop only (between the first and the
 // last network call), same steps, seeds and batch; runs interleaved so load drifts hit both.
-await section('bdia vs ddim', async () => {
-  requirePack('shapes-base');
-  const steps = 20;
-  const perStep = { ddim: [], bdia: [] };
-  const out = { dir: path.join(work, 'gen-bdia') };
-  const loopSeconds = async (sampler) => {
-    const marks = [];
-    await engine.generate(
-      {
-        model: 'shapes-base',
-        prompt: 'a red circle left of a blue square',
-        steps,
-        seed: 7,
-        count: 4,
-        sampler,
-        timeShift: null,
-      },
-      out,
-      { onProgress: (e) => e.phase === 'sampling' && marks.push(performance.now()) },
-    );
-    if (marks.length < 2) throw new Error(`${sampler}: the loop reported ${marks.length} steps`);
-    return (marks.at(-1) - marks[0]) / 1000 / (marks.length - 1);
-  };
-  await loopSeconds('ddim'); // warm-up
-  const times = Math.max(repeats, 3);
-  for (let i = 0; i < times; i++) {
-    for (const sampler of i % 2 ? ['bdia', 'ddim'] : ['ddim', 'bdia']) {
-      perStep[sampler].push(await loopSeconds(sampler));
+await section(
+  'bdia vs ddim',
+  async () => {
+    requirePack('shapes-base');
+    const steps = 20;
+    const perStep = { ddim: [], bdia: [] };
+    const out = { dir: path.join(work, 'gen-bdia') };
+    const loopSeconds = async (sampler) => {
+      const marks = [];
+      await engine.generate(
+        {
+          model: 'shapes-base',
+          prompt: 'a red circle left of a blue square',
+          steps,
+          seed: 7,
+          count: 4,
+          sampler,
+          timeShift: null,
+        },
+        out,
+        { onProgress: (e) => e.phase === 'sampling' && marks.push(performance.now()) },
+      );
+      if (marks.length < 2) throw new Error(`${sampler}: the loop reported ${marks.length} steps`);
+      return (marks.at(-1) - marks[0]) / 1000 / (marks.length - 1);
+    };
+    await loopSeconds('ddim'); // warm-up
+    // Pairs run back to back, order alternating; the median of the pairs' ratios cancels the slow
+    // drift of a shared machine's load better than a ratio of two medians.
+    const times = Math.max(repeats, 5);
+    const ratios = [];
+    for (let i = 0; i < times; i++) {
+      for (const sampler of i % 2 ? ['bdia', 'ddim'] : ['ddim', 'bdia']) {
+        perStep[sampler].push(await loopSeconds(sampler));
+      }
+      ratios.push(perStep.bdia[i] / perStep.ddim[i]);
     }
-  }
-  const ratio = median(perStep.bdia) / median(perStep.ddim);
-  summary.bdiaVsDdimStepRatio = round(ratio);
-  summary.details.bdiaVsDdimStepRatio = {
-    pack: 'shapes-base',
-    steps,
-    count: 4,
-    ddimSecondsPerStep: round(median(perStep.ddim), 5),
-    bdiaSecondsPerStep: round(median(perStep.bdia), 5),
-    runs: times,
-  };
-  console.log(
-    `BDIA vs DDIM (shapes-base, ${steps} steps, 4 images): ${(median(perStep.bdia) * 1000).toFixed(1)} vs ${(median(perStep.ddim) * 1000).toFixed(1)} ms/step → ratio ${ratio.toFixed(3)}`,
-  );
-});
+    const ratio = median(ratios);
+    summary.bdiaVsDdimStepRatio = round(ratio);
+    summary.details.bdiaVsDdimStepRatio = {
+      pack: 'shapes-base',
+      steps,
+      count: 4,
+      ddimSecondsPerStep: round(median(perStep.ddim), 5),
+      bdiaSecondsPerStep: round(median(perStep.bdia), 5),
+      runs: times,
+    };
+    console.log(
+      `BDIA vs DDIM (shapes-base, ${steps} steps, 4 images): ${(median(perStep.bdia) * 1000).toFixed(1)} vs ${(median(perStep.ddim) * 1000).toFixed(1)} ms/step → ratio ${ratio.toFixed(3)}`,
+    );
+  },
+  'bdiaVsDdimStepRatio',
+);
 
 // 4. Time-Shift costs no network calls: wall time against plain DDIM, same seeds.
 summary.details.timeShift = [];
@@ -368,64 +388,69 @@ for (const model of textModels) {
 
 // 5. Batch restoration throughput against the network-bound rate: N equal 128×128 photos in a
 // folder through engine.restore (decode/encode should overlap inference).
-await section('restore throughput', async () => {
-  requirePack('restore-denoise');
-  const side = 128;
-  const folder = path.join(work, 'restore-in');
-  await mkdir(folder, { recursive: true });
-  const first = await syntheticPhoto(path.join(folder, 'photo-00.png'), side, side, 0.1);
-  for (let i = 1; i < restoreCount; i++) {
-    await copyFile(first, path.join(folder, `photo-${String(i).padStart(2, '0')}.png`));
-  }
-  const model = await engine.model('restore-denoise');
-  await model.warm();
-  await engine.restore({
-    model: 'restore-denoise',
-    inputs: [first],
-    outputDir: path.join(work, 'restore-warm'),
-  });
-  const perImageNetwork = [];
-  const r = await timed(
-    async (i) => {
-      const outputDir = path.join(work, `restore-out-${i}`);
-      // Network seconds per image: between the first network call of one photo and of the next
-      // (photos go through the network one at a time, so each interval holds one photo's calls).
-      const marks = [];
-      const result = await engine.restore(
-        { model: 'restore-denoise', inputs: [folder], outputDir },
-        {
-          onProgress: (e) => {
-            if (e.phase === 'restoring' && e.detail !== marks.at(-1)?.detail) {
-              marks.push({ detail: e.detail, net: model.networkSeconds() });
-            }
+await section(
+  'restore throughput',
+  async () => {
+    requirePack('restore-denoise');
+    const side = 128;
+    const folder = path.join(work, 'restore-in');
+    await mkdir(folder, { recursive: true });
+    const first = await syntheticPhoto(path.join(folder, 'photo-00.png'), side, side, 0.1);
+    for (let i = 1; i < restoreCount; i++) {
+      await copyFile(first, path.join(folder, `photo-${String(i).padStart(2, '0')}.png`));
+    }
+    const model = await engine.model('restore-denoise');
+    await model.warm();
+    await engine.restore({
+      model: 'restore-denoise',
+      inputs: [first],
+      outputDir: path.join(work, 'restore-warm'),
+    });
+    const perImageNetwork = [];
+    const r = await timed(
+      async (i) => {
+        const outputDir = path.join(work, `restore-out-${i}`);
+        // Network seconds per image: between the first network call of one photo and of the next
+        // (photos go through the network one at a time, so each interval holds one photo's calls).
+        const marks = [];
+        const result = await engine.restore(
+          { model: 'restore-denoise', inputs: [folder], outputDir },
+          {
+            onProgress: (e) => {
+              if (e.phase === 'restoring' && e.detail !== marks.at(-1)?.detail) {
+                marks.push({ detail: e.detail, net: model.networkSeconds() });
+              }
+            },
           },
-        },
-      );
-      for (let k = 1; k < marks.length; k++) perImageNetwork.push(marks[k].net - marks[k - 1].net);
-      const failed = result.items.filter((item) => item.status !== 'ok');
-      if (failed.length) throw new Error(`restore failed: ${failed[0].error}`);
-      return result;
-    },
-    { model },
-  );
-  const netPerImage = median(perImageNetwork);
-  const imagesPerSecond = restoreCount / r.seconds;
-  const efficiency = imagesPerSecond * netPerImage;
-  summary.restoreThroughputEfficiency = round(efficiency);
-  summary.details.restoreThroughputEfficiency = {
-    pack: 'restore-denoise',
-    photos: restoreCount,
-    side,
-    batchSeconds: round(r.seconds),
-    imagesPerSecond: round(imagesPerSecond),
-    networkSecondsPerImage: round(netPerImage),
-    networkBoundImagesPerSecond: round(1 / netPerImage),
-    nfePerImage: 5,
-  };
-  console.log(
-    `restore throughput (restore-denoise, ${restoreCount} × ${side}²): ${imagesPerSecond.toFixed(3)} img/s, network-bound ${(1 / netPerImage).toFixed(3)} img/s → efficiency ${efficiency.toFixed(3)}`,
-  );
-});
+        );
+        for (let k = 1; k < marks.length; k++)
+          perImageNetwork.push(marks[k].net - marks[k - 1].net);
+        const failed = result.items.filter((item) => item.status !== 'ok');
+        if (failed.length) throw new Error(`restore failed: ${failed[0].error}`);
+        return result;
+      },
+      { model },
+    );
+    const netPerImage = median(perImageNetwork);
+    const imagesPerSecond = restoreCount / r.seconds;
+    const efficiency = imagesPerSecond * netPerImage;
+    summary.restoreThroughputEfficiency = round(efficiency);
+    summary.details.restoreThroughputEfficiency = {
+      pack: 'restore-denoise',
+      photos: restoreCount,
+      side,
+      batchSeconds: round(r.seconds),
+      imagesPerSecond: round(imagesPerSecond),
+      networkSecondsPerImage: round(netPerImage),
+      networkBoundImagesPerSecond: round(1 / netPerImage),
+      nfePerImage: 5,
+    };
+    console.log(
+      `restore throughput (restore-denoise, ${restoreCount} × ${side}²): ${imagesPerSecond.toFixed(3)} img/s, network-bound ${(1 / netPerImage).toFixed(3)} img/s → efficiency ${efficiency.toFixed(3)}`,
+    );
+  },
+  'restoreThroughputEfficiency',
+);
 
 // 6. Single-photo restoration speed at two sizes (tiled at 512).
 summary.details.restore = [];
@@ -457,181 +482,194 @@ for (const model of ['restore-denoise', 'restore-lowlight']) {
 // 7. Against what a user would run instead, same ONNX files (or the same network) and threads.
 const pythonReady = () => {
   if (!existsSync(python))
-    throw new Error(
-      `no Python environment at ${path.relative(root, python)} (set RETRACE_BENCH_PYTHON)`,
-    );
+    throw new Error(`no Python environment at ${python} (set RETRACE_BENCH_PYTHON)`);
 };
-await section('vs diffusers ONNX', async () => {
-  pythonReady();
-  requirePath(tinySd, 'the tiny SD fixture');
-  const params = { steps: 20, guidance: 7.5, size: 64 };
-  const py = await runJson(
-    python,
-    [
-      path.join(root, 'scripts/bench/sd_onnx_pipeline.py'),
-      '--model',
-      tinySd,
-      '--steps',
-      String(params.steps),
-      '--guidance',
-      String(params.guidance),
-      '--size',
-      String(params.size),
-      '--threads',
-      String(compareThreads),
-      '--repeats',
-      String(repeats),
-    ],
-    300,
-  );
-  if (py.skipped) throw new Error(py.skipped);
-  const model = await compareEngine.model(tinySd);
-  await model.warm();
-  const out = { dir: path.join(work, 'gen-sd') };
-  const r = await timed(
-    (i) =>
-      compareEngine.generate(
-        {
-          model: tinySd,
-          prompt: 'a red circle left of a blue square',
-          steps: params.steps,
-          guidance: params.guidance,
-          width: params.size,
-          height: params.size,
-          seed: 1 + Math.abs(i),
-          timeShift: null,
-        },
-        out,
-      ),
-    { model, warmup: 1 },
-  );
-  const ratio = py.seconds / r.seconds;
-  summary.speedVsDiffusersOnnx = round(ratio);
-  summary.details.speedVsDiffusersOnnx = {
-    model: 'test/fixtures/tiny-sd',
-    ...params,
-    sampler: 'DDIM (eta 0)',
-    threads: compareThreads,
-    retraceSeconds: round(r.seconds, 4),
-    retraceNetworkSeconds: round(r.networkSeconds, 4),
-    diffusersSeconds: round(py.seconds, 4),
-    diffusersNetworkSeconds: round(py.networkSeconds, 4),
-    diffusers: py.diffusers,
-    onnxruntimePython: py.onnxruntime,
-  };
-  console.log(
-    `vs diffusers OnnxStableDiffusionPipeline (tiny-sd, ${params.steps} DDIM steps, ${params.size}², ${compareThreads} thread): Retrace ${r.seconds.toFixed(3)} s, diffusers ${py.seconds.toFixed(3)} s → ×${ratio.toFixed(2)}`,
-  );
-});
+const pyOut = path.join(work, 'python-out');
+await mkdir(pyOut, { recursive: true });
+await section(
+  'vs diffusers ONNX',
+  async () => {
+    pythonReady();
+    requirePath(tinySd, 'the tiny SD fixture');
+    const params = { steps: 20, guidance: 7.5, size: 64 };
+    const py = await runJson(
+      python,
+      [
+        path.join(root, 'scripts/bench/sd_onnx_pipeline.py'),
+        '--model',
+        tinySd,
+        '--steps',
+        String(params.steps),
+        '--guidance',
+        String(params.guidance),
+        '--size',
+        String(params.size),
+        '--threads',
+        String(compareThreads),
+        '--repeats',
+        String(repeats),
+        '--out-dir',
+        pyOut,
+      ],
+      300,
+    );
+    if (py.skipped) throw new Error(py.skipped);
+    const model = await compareEngine.model(tinySd);
+    await model.warm();
+    const out = { dir: path.join(work, 'gen-sd') };
+    const r = await timed(
+      (i) =>
+        compareEngine.generate(
+          {
+            model: tinySd,
+            prompt: 'a red circle left of a blue square',
+            steps: params.steps,
+            guidance: params.guidance,
+            width: params.size,
+            height: params.size,
+            seed: 1 + Math.abs(i),
+            timeShift: null,
+          },
+          out,
+        ),
+      { model, warmup: 1 },
+    );
+    const ratio = py.seconds / r.seconds;
+    summary.speedVsDiffusersOnnx = round(ratio);
+    summary.details.speedVsDiffusersOnnx = {
+      model: 'test/fixtures/tiny-sd',
+      ...params,
+      sampler: 'DDIM (eta 0)',
+      threads: compareThreads,
+      retraceSeconds: round(r.seconds, 4),
+      retraceNetworkSeconds: round(r.networkSeconds, 4),
+      diffusersSeconds: round(py.seconds, 4),
+      diffusersNetworkSeconds: round(py.networkSeconds, 4),
+      diffusers: py.diffusers,
+      onnxruntimePython: py.onnxruntime,
+    };
+    console.log(
+      `vs diffusers OnnxStableDiffusionPipeline (tiny-sd, ${params.steps} DDIM steps, ${params.size}², ${compareThreads} thread): Retrace ${r.seconds.toFixed(3)} s, diffusers ${py.seconds.toFixed(3)} s → ×${ratio.toFixed(2)}`,
+    );
+  },
+  'speedVsDiffusersOnnx',
+);
 
-await section('vs PyTorch', async () => {
-  pythonReady();
-  requirePack('shapes-base');
-  const params = { steps: 20, guidance: 5 };
-  const py = await runJson(
-    python,
-    [
-      path.join(root, 'scripts/bench/shapes_torch.py'),
-      '--steps',
-      String(params.steps),
-      '--guidance',
-      String(params.guidance),
-      '--threads',
-      String(compareThreads),
-      '--repeats',
-      String(repeats),
-    ],
-    300,
-  );
-  if (py.skipped) {
-    summary.speedVsPytorch = `skipped: ${py.skipped}`;
-    throw new Error(py.skipped);
-  }
-  const model = await compareEngine.model('shapes-base');
-  await model.warm();
-  const out = { dir: path.join(work, 'gen-torch') };
-  const r = await timed(
-    (i) =>
-      compareEngine.generate(
-        {
-          model: 'shapes-base',
-          prompt: 'a red circle left of a blue square',
-          steps: params.steps,
-          guidance: params.guidance,
-          seed: 1 + Math.abs(i),
-          timeShift: null,
-        },
-        out,
-      ),
-    { model, warmup: 1 },
-  );
-  const ratio = py.seconds / r.seconds;
-  summary.speedVsPytorch = round(ratio);
-  summary.details.speedVsPytorch = {
-    pack: 'shapes-base',
-    reference:
-      'models/factory/.cache/shapes/base/model.pt with shapes.model.ddim_sample (float64 DDIM) + VAE decode',
-    ...params,
-    threads: compareThreads,
-    retraceSeconds: round(r.seconds, 4),
-    retraceNetworkSeconds: round(r.networkSeconds, 4),
-    pytorchSeconds: round(py.seconds, 4),
-    torch: py.torch,
-  };
-  console.log(
-    `vs PyTorch (shapes-base, ${params.steps} DDIM steps, ${compareThreads} thread): Retrace ${r.seconds.toFixed(3)} s, PyTorch ${py.seconds.toFixed(3)} s → ×${ratio.toFixed(2)}`,
-  );
-});
+await section(
+  'vs PyTorch',
+  async () => {
+    pythonReady();
+    requirePack('shapes-base');
+    const params = { steps: 20, guidance: 5 };
+    const py = await runJson(
+      python,
+      [
+        path.join(root, 'scripts/bench/shapes_torch.py'),
+        '--steps',
+        String(params.steps),
+        '--guidance',
+        String(params.guidance),
+        '--threads',
+        String(compareThreads),
+        '--repeats',
+        String(repeats),
+        '--out-dir',
+        pyOut,
+      ],
+      300,
+    );
+    if (py.skipped) throw new Error(py.skipped);
+    const model = await compareEngine.model('shapes-base');
+    await model.warm();
+    const out = { dir: path.join(work, 'gen-torch') };
+    const r = await timed(
+      (i) =>
+        compareEngine.generate(
+          {
+            model: 'shapes-base',
+            prompt: 'a red circle left of a blue square',
+            steps: params.steps,
+            guidance: params.guidance,
+            seed: 1 + Math.abs(i),
+            timeShift: null,
+          },
+          out,
+        ),
+      { model, warmup: 1 },
+    );
+    const ratio = py.seconds / r.seconds;
+    summary.speedVsPytorch = round(ratio);
+    summary.details.speedVsPytorch = {
+      pack: 'shapes-base',
+      reference:
+        'models/factory/.cache/shapes/base/model.pt with shapes.model.ddim_sample (float64 DDIM) + VAE decode',
+      ...params,
+      threads: compareThreads,
+      retraceSeconds: round(r.seconds, 4),
+      retraceNetworkSeconds: round(r.networkSeconds, 4),
+      pytorchSeconds: round(py.seconds, 4),
+      torch: py.torch,
+    };
+    console.log(
+      `vs PyTorch (shapes-base, ${params.steps} DDIM steps, ${compareThreads} thread): Retrace ${r.seconds.toFixed(3)} s, PyTorch ${py.seconds.toFixed(3)} s → ×${ratio.toFixed(2)}`,
+    );
+  },
+  'speedVsPytorch',
+);
 await compareEngine.close();
 await engine.close();
 
 // 8. Peak memory restoring a 24-megapixel photo with tiling, in a child process (its own RSS).
 // The fixture's fixed convolution stands in for the network: the trained pack would take hours
 // on a CPU, and the engine's buffers (decode, planes, tiles, blender, encode) are the same.
-await section('24 MP peak RSS', async () => {
-  if (skip24) throw new Error('RETRACE_BENCH_24MP=0');
-  requirePath(restoreFixture, 'the fixed-convolution restore pack fixture');
-  const input = path.join(work, 'photo-24mp.jpg');
-  await sharp({
-    create: {
+await section(
+  '24 MP peak RSS',
+  async () => {
+    if (skip24) throw new Error('RETRACE_BENCH_24MP=0');
+    requirePath(restoreFixture, 'the fixed-convolution restore pack fixture');
+    const input = path.join(work, 'photo-24mp.jpg');
+    await sharp({
+      create: {
+        width: 6000,
+        height: 4000,
+        channels: 3,
+        background: { r: 120, g: 100, b: 90 },
+        noise: { type: 'gaussian', mean: 128, sigma: 30 },
+      },
+    })
+      .jpeg({ quality: 90 })
+      .toFile(input);
+    const tile = 256;
+    const child = await runJson(
+      process.execPath,
+      [
+        path.join(root, 'bench/rss-child.mjs'),
+        restoreFixture,
+        input,
+        path.join(work, 'restore-24mp'),
+        String(tile),
+        String(threads),
+      ],
+      600,
+    );
+    if (child.status !== 'ok') throw new Error(`the 24 MP restore failed: ${child.error}`);
+    summary.peakRssMiB24MP = round(child.peakRssMiB, 1);
+    summary.details.peakRssMiB24MP = {
+      pack: 'test/fixtures/restore-pack (fixed convolution, not trained: memory is what is measured)',
       width: 6000,
       height: 4000,
-      channels: 3,
-      background: { r: 120, g: 100, b: 90 },
-      noise: { type: 'gaussian', mean: 128, sigma: 30 },
-    },
-  })
-    .jpeg({ quality: 90 })
-    .toFile(input);
-  const tile = 256;
-  const child = await runJson(
-    process.execPath,
-    [
-      path.join(root, 'bench/rss-child.mjs'),
-      restoreFixture,
-      input,
-      path.join(work, 'restore-24mp'),
-      String(tile),
-      String(threads),
-    ],
-    600,
-  );
-  if (child.status !== 'ok') throw new Error(`the 24 MP restore failed: ${child.error}`);
-  summary.peakRssMiB24MP = round(child.peakRssMiB, 1);
-  summary.details.peakRssMiB24MP = {
-    pack: 'test/fixtures/restore-pack (fixed convolution, not trained: memory is what is measured)',
-    width: 6000,
-    height: 4000,
-    input: 'JPEG, synthetic',
-    tile,
-    baselineRssMiB: round(child.baselineRssMiB, 1),
-    seconds: round(child.seconds, 1),
-    networkCalls: child.networkCalls,
-  };
-  console.log(
-    `24 MP restore (6000×4000, tile ${tile}, restore-pack fixture): peak RSS ${child.peakRssMiB.toFixed(0)} MiB (engine loaded: ${child.baselineRssMiB.toFixed(0)} MiB), ${child.seconds.toFixed(0)} s`,
-  );
-});
+      input: 'JPEG, synthetic',
+      tile,
+      baselineRssMiB: round(child.baselineRssMiB, 1),
+      seconds: round(child.seconds, 1),
+      networkCalls: child.networkCalls,
+    };
+    console.log(
+      `24 MP restore (6000×4000, tile ${tile}, restore-pack fixture): peak RSS ${child.peakRssMiB.toFixed(0)} MiB (engine loaded: ${child.baselineRssMiB.toFixed(0)} MiB), ${child.seconds.toFixed(0)} s`,
+    );
+  },
+  'peakRssMiB24MP',
+);
 
 await rm(work, { recursive: true, force: true });
 summary.machine.loadAverageAtEnd = loadAverage();
@@ -647,14 +685,14 @@ table.push(
     fmt(o?.generate, 2),
     '≤ 3',
     goalMet(o?.generate, (v) => v <= 3),
-    'shapes-base, 20 steps',
+    `shapes-base, 20 steps (pipeline alone ${fmt(summary.details.engineOverheadPct?.generate?.pipelinePct, 2)} %)`,
   ],
   [
     'engine overhead, roundtrip (%)',
     fmt(o?.roundtrip, 2),
     '≤ 3',
     goalMet(o?.roundtrip, (v) => v <= 3),
-    'shapes-base, BDIA, 50 steps × 0.8',
+    `shapes-base, BDIA, 50 steps × 0.8 (pipeline alone ${fmt(summary.details.engineOverheadPct?.roundtrip?.pipelinePct, 2)} %)`,
   ],
   [
     'BDIA ÷ DDIM s/step',
@@ -682,14 +720,14 @@ table.push(
     fmt(summary.speedVsDiffusersOnnx, 2),
     '> 1',
     goalMet(summary.speedVsDiffusersOnnx, (v) => v > 1),
-    `tiny-sd, 20 DDIM steps, ${compareThreads} thread`,
+    `tiny-sd, 20 DDIM steps, 64², ${compareThreads} thread, PNG written`,
   ],
   [
     'speed vs PyTorch (×)',
     fmt(summary.speedVsPytorch, 2),
     '> 1',
     goalMet(summary.speedVsPytorch, (v) => v > 1),
-    `shapes-base, 20 DDIM steps, ${compareThreads} thread`,
+    `shapes-base, 20 DDIM steps, ${compareThreads} thread, PNG written`,
   ],
 );
 const header = ['figure', 'value', 'goal', 'met', 'measured on'];

@@ -44,6 +44,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--out-dir", help="save each image as a PNG here, as a user would (timed)")
     args = ap.parse_args()
 
     folder = Path(args.model)
@@ -86,7 +87,7 @@ def main() -> int:
     pipe.set_progress_bar_config(disable=True)
 
     def once(seed: int):
-        return pipe(
+        images = pipe(
             args.prompt,
             height=args.size,
             width=args.size,
@@ -94,8 +95,13 @@ def main() -> int:
             guidance_scale=args.guidance,
             eta=0.0,
             generator=np.random.RandomState(seed),
-            output_type="np",
+            output_type="pil" if args.out_dir else "np",
         ).images
+        if args.out_dir:
+            for k, image in enumerate(images):
+                image.save(Path(args.out_dir) / f"diffusers-{seed}-{k}.png")
+            return np.stack([np.asarray(image) for image in images])
+        return images
 
     once(args.seed)  # warm-up: first runs allocate onnxruntime's arenas
     runs, network = [], []
@@ -117,6 +123,7 @@ def main() -> int:
         "size": args.size,
         "threads": args.threads,
         "shape": list(images.shape),
+        "savedPng": bool(args.out_dir),
     }))
     return 0
 

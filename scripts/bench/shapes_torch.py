@@ -30,6 +30,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--out-dir", help="save each image as a PNG here, as a user would (timed)")
     args = ap.parse_args()
 
     checkpoint = Path(args.checkpoint)
@@ -40,7 +41,7 @@ def main() -> int:
     try:
         import torch
         sys.path.insert(0, str(FACTORY))
-        from shapes.model import ddim_sample, load_model
+        from shapes.model import ddim_sample, load_model, to_uint8
     except ImportError as err:
         print(json.dumps({"skipped": f"python packages missing: {err}"}))
         return 0
@@ -55,7 +56,13 @@ def main() -> int:
     def once(seed: int):
         noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
         z = ddim_sample(model, prompts, noise, args.steps, args.guidance)
-        return model.decode(z.float())
+        images = model.decode(z.float())
+        if args.out_dir:
+            from PIL import Image
+
+            for k, pixels in enumerate(to_uint8(images)):
+                Image.fromarray(pixels).save(Path(args.out_dir) / f"torch-{seed}-{k}.png")
+        return images
 
     once(args.seed)  # warm-up: first calls allocate and pick kernels
     runs = []
@@ -74,6 +81,7 @@ def main() -> int:
         "count": args.count,
         "threads": args.threads,
         "shape": list(images.shape),
+        "savedPng": bool(args.out_dir),
     }))
     return 0
 
