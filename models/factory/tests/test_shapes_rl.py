@@ -178,3 +178,35 @@ def test_lora_starts_at_the_base_and_merges_to_the_same_function():
     apply_adapter(fresh.unet, state)
     for (name, a), (_, b) in zip(sorted(m.unet.state_dict().items()), sorted(fresh.unet.state_dict().items())):
         assert torch.equal(a, b), name
+
+
+def _history(path, method, seed, curve, final_held, final_seen=0.1, pixel=0.2):
+    import json
+
+    d = path / ("base" if method == "base" else f"{method}-seed{seed}")
+    d.mkdir()
+    evals = [{"queries": q, "seconds": 0.0, "seen_two@eta0": v, "heldout_two@eta0": v} for q, v in curve]
+    final = {"seen_two@eta0": final_seen, "heldout_two@eta0": final_held, "pixel_diversity": pixel}
+    (d / "history.json").write_text(json.dumps({"method": method, "seed": seed, "queries": curve[-1][0],
+                                                "evals": evals, "final": final}))
+
+
+def test_summary_compares_at_equal_queries_and_checks_the_goals(tmp_path):
+    import json
+
+    from shapes.rl.summary import summarize
+
+    _history(tmp_path, "base", 0, [(0, 0.1)], 0.10, pixel=0.20)
+    _history(tmp_path, "b2", 0, [(0, 0.1), (100, 0.2), (200, 0.3)], 0.30, final_seen=0.4, pixel=0.19)
+    _history(tmp_path, "b2", 1, [(0, 0.1), (100, 0.3), (200, 0.2)], 0.20, final_seen=0.2, pixel=0.19)
+    # DDPO stopped at 100 queries (time cap): the comparison happens there.
+    _history(tmp_path, "ddpo", 0, [(0, 0.1), (100, 0.15)], 0.15, pixel=0.2)
+    s = summarize(tmp_path, lambda _: None, plot=False)
+    assert s["equal_queries"]["queries"] == 100
+    assert s["equal_queries"]["b2"]["heldout_two@eta0"]["mean"] == pytest.approx(0.25)
+    g = s["goals"]
+    assert g["b2_heldout_gain_points"] == pytest.approx(15.0) and g["b2_heldout_gain_met"]
+    assert g["b2_minus_ddpo_heldout_points_at_equal_queries"] == pytest.approx(10.0)
+    assert g["b2_diversity_ratio"] == pytest.approx(0.95) and g["b2_diversity_met"]
+    assert s["export"]["b2"] == "b2-seed0/model.pt"  # chosen on seen prompts, not held-out
+    assert json.loads((tmp_path / "summary.json").read_text())["goals"] == g
