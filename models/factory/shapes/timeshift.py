@@ -331,7 +331,8 @@ def write_table(table: dict, out: str | Path) -> Path:
 
 def run(model_path: str | Path = BASE_CHECKPOINT, out: str | Path = TIMESHIFT_TABLE,
         device: str = "cpu", smoke: bool = False, samples: int = 384, guidance: float = 5.0,
-        steps: tuple[int, ...] = (10, 20), pack: str | Path | None = None, log=print) -> dict:
+        steps: tuple[int, ...] = (10, 20), pack: str | Path | None = None, seed: int = 0,
+        log=print) -> dict:
     """Measure the checkpoint at `model_path` and write the table to `out` (what the card reads),
     rewriting it after every row. `pack`: run UNet and decoder from that exported pack with
     onnxruntime (CPU). `smoke`: 8 samples, 4-step grids, three rows; only checks the stage runs."""
@@ -355,8 +356,8 @@ def run(model_path: str | Path = BASE_CHECKPOINT, out: str | Path = TIMESHIFT_TA
         table = measure(model, eval_prompts(8), dev, settings, guidance, bootstrap=5,
                         feature_net=net, on_row=save, log=log)
     else:
-        table = measure(model, eval_prompts(samples), dev, default_settings(steps), guidance,
-                        feature_net=net, on_row=save, log=log)
+        table = measure(model, eval_prompts(samples, seed), dev, default_settings(steps), guidance,
+                        seed, feature_net=net, on_row=save, log=log)
     table = dict(table, **info)
     write_table(table, out)
     log(f"timeshift: wrote {out}; recommendation: {table['recommendation']['timeShift']}")
@@ -374,11 +375,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", default="10,20", help="DDIM step counts, comma-separated")
     p.add_argument("--pack", default=None,
                    help="the checkpoint's exported pack: run UNet and decoder with onnxruntime")
+    p.add_argument("--seed", type=int, default=0, help="seed of the prompts and the noise")
     p.add_argument("--smoke", action="store_true", help="a few samples, to check the stage runs")
     args = p.parse_args(argv)
     steps = tuple(int(v) for v in args.steps.split(","))
     run(args.model, args.out, args.device, args.smoke, args.samples, args.guidance, steps,
-        args.pack)
+        args.pack, args.seed)
     return 0
 
 
