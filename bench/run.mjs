@@ -589,6 +589,8 @@ await section(
       python,
       [
         path.join(root, 'scripts/bench/shapes_torch.py'),
+        '--onnx',
+        path.join(root, 'models/packs/shapes-base/unet.onnx'),
         '--steps',
         String(params.steps),
         '--guidance',
@@ -632,6 +634,8 @@ await section(
       retraceSeconds: round(r.seconds, 4),
       retraceNetworkSeconds: round(r.networkSeconds, 4),
       pytorchSeconds: round(py.seconds, 4),
+      // Same network: the pack's unet.onnx against the checkpoint on one random batch.
+      onnxUnetMaxAbsDiff: py.onnxUnetMaxAbsDiff,
       torch: py.torch,
     };
     console.log(

@@ -18,6 +18,27 @@ FACTORY = Path(__file__).resolve().parents[2] / "models" / "factory"
 DEFAULT_CHECKPOINT = FACTORY / ".cache" / "shapes" / "base" / "model.pt"
 
 
+def unet_parity(model, onnx_file: str) -> float | str:
+    """Max |ε_torch − ε_onnx| on one random batch: is the pack's UNet this checkpoint's?"""
+    try:
+        import numpy as np
+        import onnxruntime as ort
+        import torch
+    except ImportError as err:
+        return f"not checked: {err}"
+    session = ort.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(0)
+    c = model.cfg.latent_channels
+    z = torch.randn((2, c, 16, 16), generator=gen)
+    t = torch.tensor([500, 250])
+    with torch.no_grad():
+        states = model.encode_text(model.tokenize(["a red circle", ""]))
+        eps = model.eps(z, t, states).numpy()
+    out = session.run(None, {"sample": z.numpy(), "timestep": t.numpy().astype(np.int64),
+                             "encoder_hidden_states": states.numpy()})[0]
+    return float(np.abs(out - eps).max())
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
@@ -31,6 +52,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out-dir", help="save each image as a PNG here, as a user would (timed)")
+    ap.add_argument("--onnx", help="the pack's unet.onnx: check that it is this network (max |Δε|)")
     args = ap.parse_args()
 
     checkpoint = Path(args.checkpoint)
@@ -64,6 +86,7 @@ def main() -> int:
                 Image.fromarray(pixels).save(Path(args.out_dir) / f"torch-{seed}-{k}.png")
         return images
 
+    parity = unet_parity(model, args.onnx) if args.onnx else None
     once(args.seed)  # warm-up: first calls allocate and pick kernels
     runs = []
     for i in range(args.repeats):
@@ -82,6 +105,7 @@ def main() -> int:
         "threads": args.threads,
         "shape": list(images.shape),
         "savedPng": bool(args.out_dir),
+        "onnxUnetMaxAbsDiff": parity,
     }))
     return 0
 
