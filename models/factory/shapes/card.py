@@ -63,6 +63,32 @@ def frechet_to_rendered(images: np.ndarray, prompts: list[str], smoke: bool, see
     return features.frechet_from_features(features.features(images, net), features.features(reference, net))
 
 
+def card_samples(checkpoint: Path, path: Path, smoke: bool, log: Log) -> tuple[np.ndarray, list[str]]:
+    """Samples for FD and diversity where the RL stage kept none: the card's own fixed set (seen
+    and held-out two-object prompts, 2 images each, DDIM 20 steps, the pack's guidance), cached."""
+    if path.is_file():
+        with np.load(path) as z:
+            return z["images"], [str(p) for p in z["prompts"]]
+    from .model import generate, load_model
+    from .train_base import eval_prompt_sets
+
+    sets = eval_prompt_sets(2 if smoke else 24)
+    prompts = [p for k in ("seen_two", "heldout_two") for p in sets[k] for _ in range(2)]
+    log(f"card: sampling {len(prompts)} images from {checkpoint} for FD and diversity")
+    images = generate(load_model(checkpoint), prompts, steps=4 if smoke else 20,
+                      guidance=config.BaseRecipe().guidance, seed=5)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, images=images, prompts=np.array(prompts))
+    tmp.replace(path)
+    return images, prompts
+
+
+def _feature_diversity(images: np.ndarray, prompts: list[str], smoke: bool) -> dict:
+    from . import features
+
+    return features.diversity(images, prompts, features.load_classifier(smoke=smoke))
+
+
 def _run_dirs(rl_dir: Path, summary: dict | None) -> dict[str, Path]:
     """The run folder each model's numbers come from: base, and the exported B² / DDPO seeds."""
     dirs = {"base": rl_dir / "base"}
@@ -91,7 +117,14 @@ def collect(base: Path, rl_dir: Path, timeshift: Path, smoke: bool, log: Log) ->
         if isinstance(final.get("feature_diversity"), dict):
             entry["feature_diversity"] = final["feature_diversity"]
         samples = _samples(run_dir)
+        checkpoint = base if name == "base" else run_dir / "model.pt"
+        if samples is None and checkpoint.is_file():
+            samples = card_samples(checkpoint, run_dir / "card-samples.npz", smoke, log)
         if samples is not None:
+            try:
+                entry["feature_diversity"] = entry.get("feature_diversity") or _feature_diversity(*samples, smoke)
+            except (ImportError, FileNotFoundError) as e:
+                log(f"card: no feature diversity for {name} ({e})")
             try:
                 entry["frechet_distance"] = frechet_to_rendered(*samples, smoke=smoke)
                 entry["frechet_samples"] = len(samples[1])
