@@ -236,7 +236,9 @@ export class NetworkSession {
       throw new RetraceError('RUNTIME', `${this.file}: the network returned no "${wanted}"`);
     const data = out.data;
     let values: Float32Array;
-    if (data instanceof Float32Array) values = data;
+    // A copy: the output's buffer belongs to onnxruntime, which may reuse it after this call
+    // (a cached text embedding then changed under an inversion, breaking its exactness).
+    if (data instanceof Float32Array) values = new Float32Array(data);
     else if (data instanceof Float64Array) values = Float32Array.from(data);
     else
       throw new RetraceError(
