@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import type { GenerateParams, InvertParams, RestoreParams } from '../contract/jobs.js';
-import { Engine, type ImageFormat } from '../engine/engine.js';
+import { Engine, ENGINE_VERSION, type ImageFormat } from '../engine/engine.js';
 import { describeError, isCancelled, RetraceError } from '../engine/errors.js';
 import { defaultPackDirs } from '../engine/packs/loader.js';
 import type { RunOptions } from '../engine/progress.js';
@@ -90,7 +90,7 @@ function buildProgram(
     .description(
       'Retrace: exact BDIA inversion, Time-Shift sampling and Resfusion restoration on ONNX diffusion packs.',
     )
-    .version('0.1.0')
+    .version(ENGINE_VERSION)
     .addOption(
       new Option('--provider <name>', 'execution provider')
         .choices(['auto', 'cpu', 'cuda', 'dml', 'coreml', 'webgpu'])

@@ -14,9 +14,15 @@ import {
   type RoundtripParams,
 } from '../contract/jobs.js';
 import { RetraceError } from './errors.js';
-import { readInversion, writeInversion, type Inversion } from './formats/inversion.js';
+import {
+  checkInversionFor,
+  readInversion,
+  writeInversion,
+  type Inversion,
+} from './formats/inversion.js';
 import { writeBatchReport } from './formats/report.js';
 import {
+  fitToMultiple,
   formatA1111,
   type A1111Parameters,
   fromModelOutput,
@@ -134,14 +140,11 @@ function toRgb(image: ModelImage, alpha?: Float32Array): RgbImage {
   return fromModelOutput(image.chw, image.width, image.height, alpha);
 }
 
-/** Side of the working image for a latent pack: the longer side of its default resolution. */
+/** The working size of a photo for a text-to-image pack: its long side at the pack's default. */
 function workingSize(pack: LoadedPack, width: number, height: number) {
   const [dw, dh] = pack.manifest.resolution.default;
-  const m = pack.manifest.resolution.multipleOf;
-  const side = Math.max(dw, dh);
-  const scale = side / Math.max(width, height);
-  const round = (v: number) => Math.max(m, Math.round((v * scale) / m) * m);
-  return { width: round(width), height: round(height) };
+  const scale = Math.max(dw, dh) / Math.max(width, height);
+  return fitToMultiple(width * scale, height * scale, pack.manifest.resolution.multipleOf);
 }
 
 export class Engine {
@@ -355,18 +358,16 @@ export class Engine {
     run: RunOptions = {},
   ): Promise<ReplayResult> {
     const params = replayParamsSchema.parse(p);
-    const peek = await readInversion(params.inversion);
-    const model = await this.model(params.model ?? peek.meta.packId).catch((err: unknown) => {
+    const inv = await readInversion(params.inversion);
+    const model = await this.model(params.model ?? inv.meta.packId).catch((err: unknown) => {
       if (params.model !== undefined) throw err;
       throw new RetraceError(
         'BAD_INPUT',
-        `${params.inversion} was made with pack '${peek.meta.packId}', which is not installed here: import it (retrace models import FOLDER) or name it with --model`,
+        `${params.inversion} was made with pack '${inv.meta.packId}', which is not installed here: import it (retrace models import FOLDER) or name it with --model`,
       );
     });
     const pack = model.source as LoadedPack;
-    const inv = await readInversion(params.inversion, {
-      expect: { packId: pack.id, unetSha256: pack.unetSha256 },
-    });
+    checkInversionFor(inv, { packId: pack.id, unetSha256: pack.unetSha256 }, params.inversion);
     const state: InversionState = {
       top: inv.zTop,
       next: inv.zNext,

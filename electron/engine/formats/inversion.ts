@@ -6,9 +6,8 @@
 // format tag or misses a field, or belongs to another pack or another grid.
 import { createHash } from 'node:crypto';
 import { RetraceError } from '../errors.js';
-import { parseSafetensors, serializeSafetensors, type Tensor } from './safetensors.js';
+import { parseSafetensors, readBytes, serializeSafetensors, type Tensor } from './safetensors.js';
 import { writeFileAtomic } from './atomic.js';
-import { readFile } from 'node:fs/promises';
 
 export const INVERSION_FORMAT = 'retrace-inversion/1';
 
@@ -178,18 +177,7 @@ export async function readInversion(
   file: string,
   options: { expect?: InversionExpectation } = {},
 ): Promise<Inversion> {
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(file);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new RetraceError(
-      'BAD_FILE',
-      `${file}: cannot read (${code === 'ENOENT' ? 'no such file' : String(err)})`,
-      { cause: err },
-    );
-  }
-  return parseInversion(bytes, file, options);
+  return parseInversion(await readBytes(file), file, options);
 }
 
 /** Checks and decodes inversion bytes; `file` names the source in errors. */
@@ -315,7 +303,17 @@ export function parseInversion(
     inv.preview = { data: preview.data as Uint8Array, width: w, height: h };
   }
 
-  const expect = options.expect ?? {};
+  checkInversionFor(inv, options.expect ?? {}, file);
+  return inv;
+}
+
+/** Refuses an inversion made for another pack, network version or grid than `expect` names. */
+export function checkInversionFor(
+  inv: Inversion,
+  expect: InversionExpectation,
+  file: string,
+): void {
+  const { meta } = inv;
   if (expect.packId !== undefined && expect.packId !== meta.packId) {
     throw new RetraceError(
       'MISMATCH',
@@ -334,7 +332,6 @@ export function parseInversion(
       `${file}: made on another timestep grid (${describeLevels(meta.levels)}; expected ${describeLevels(expect.levels)})`,
     );
   }
-  return inv;
 }
 
 function describeLevels(levels: readonly number[]): string {

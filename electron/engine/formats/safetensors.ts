@@ -201,10 +201,10 @@ export function parseSafetensors(bytes: Uint8Array, file = 'safetensors data'): 
   return { tensors, metadata, dataRegion };
 }
 
-export async function readSafetensors(file: string): Promise<SafetensorsFile> {
-  let bytes: Buffer;
+/** A file's bytes, or a BAD_FILE error naming it. */
+export async function readBytes(file: string): Promise<Buffer> {
   try {
-    bytes = await readFile(file);
+    return await readFile(file);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new RetraceError(
@@ -213,6 +213,10 @@ export async function readSafetensors(file: string): Promise<SafetensorsFile> {
       { cause: err },
     );
   }
+}
+
+export async function readSafetensors(file: string): Promise<SafetensorsFile> {
+  const bytes = await readBytes(file);
   return parseSafetensors(bytes, file);
 }
 

@@ -3,14 +3,7 @@
 // from one pixel-indexed field (so overlaps agree), blend with feathered weights, crop back.
 // Memory stays bounded by the tile size for the networks and by a few image planes for the rest.
 import { RetraceError, throwIfAborted } from '../errors.js';
-import {
-  cropTile,
-  featherWeight,
-  fieldNoise,
-  planTiles,
-  TileBlender,
-  type Tile,
-} from '../images/tiling.js';
+import { cropTile, featherWeight, fieldNoise, planTiles, TileBlender } from '../images/tiling.js';
 import type { RunOptions } from '../progress.js';
 import { GaussianField } from '../runtime/rng.js';
 import { restoreResfusion } from '../schedulers/resfusion.js';
@@ -114,10 +107,7 @@ export async function restoreImage(
   const padded = reflectPad(image, width, height);
   const tiles = planTiles(width, height, { tile: tileSide, overlap, multiple });
   const blender = tiles.length > 1 ? new TileBlender(width, height, 3) : undefined;
-  const fields = Array.from(
-    { length: steps },
-    (_, stream) => new GaussianField(options.seed, stream),
-  );
+  const field = new GaussianField(options.seed);
   let nfe = 0;
   let whole: Float64Array | undefined;
   for (const [index, tile] of tiles.entries()) {
@@ -131,7 +121,7 @@ export async function restoreImage(
       (stream) =>
         deterministic && stream > 0
           ? new Float64Array(degraded.length)
-          : noiseFor(fields, stream, tile, width, height),
+          : fieldNoise(field, stream, tile, width, height),
       {
         ...(run.signal ? { signal: run.signal } : {}),
         onStep: (done) =>
@@ -156,16 +146,4 @@ export async function restoreImage(
     tiles: tiles.length,
     seconds: secondsSince(started),
   };
-}
-
-function noiseFor(
-  fields: GaussianField[],
-  stream: number,
-  tile: Tile,
-  width: number,
-  height: number,
-): Float64Array {
-  const field = fields[stream];
-  if (!field) throw new RetraceError('RUNTIME', `resfusion asked for noise stream ${stream}`);
-  return fieldNoise(field, stream, tile, width, height);
 }
