@@ -3,7 +3,8 @@
 // one process; a missing pack, fixture or Python environment skips its row with the reason, it
 // never stops the bench. Prints a table and writes bench/results/summary.json.
 // What each figure means and how it is measured: bench/README.md.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -32,6 +33,8 @@ const threads = envInt('RETRACE_BENCH_THREADS', 0);
 // on a shared machine, multi-threaded OpenMP (PyTorch) and spinning onnxruntime pools measure
 // the neighbours' load more than the code.
 const compareThreads = Math.max(1, envInt('RETRACE_BENCH_COMPARE_THREADS', 1));
+// The overhead figures are a few per cent of sub-second runs: more runs than the default median.
+const overheadRuns = Math.max(repeats, 9);
 const restoreCount = Math.max(2, envInt('RETRACE_BENCH_RESTORE_N', 6));
 const skip24 = process.env.RETRACE_BENCH_24MP === '0';
 const python =
@@ -171,8 +174,16 @@ const summary = {
 };
 const table = [];
 
+// RETRACE_BENCH_ONLY="name,name": run only the sections whose names start with these (for
+// working on one figure); such a partial run prints its figures but does not write summary.json.
+const only = (process.env.RETRACE_BENCH_ONLY ?? '')
+  .split(',')
+  .map((n) => n.trim())
+  .filter(Boolean);
+
 /** Runs one section; any failure becomes a skipped row with its reason. */
 async function section(name, fn, figure) {
+  if (only.length && !only.some((prefix) => name.startsWith(prefix))) return;
   const t = performance.now();
   try {
     await fn();
@@ -214,17 +225,17 @@ await section('overhead generate', async () => {
         },
         out,
       ),
-    { model, warmup: 1 },
+    { model, warmup: 1, times: overheadRuns },
   );
   overhead.generate = {
-    pct: overheadPct(r),
-    pipelinePct: pipelineOverheadPct(r),
+    pct: pipelineOverheadPct(r),
+    endToEndPct: overheadPct(r),
     seconds: r.seconds,
     networkSeconds: r.networkSeconds,
     nfe: r.last.nfe,
   };
   console.log(
-    `overhead generate shapes-base (20 steps): wall ${r.seconds.toFixed(3)} s, in session.run ${r.networkSeconds.toFixed(3)} s → ${overhead.generate.pct.toFixed(2)} % (pipeline alone, no PNG write: ${overhead.generate.pipelinePct?.toFixed(2)} %)`,
+    `overhead generate shapes-base (20 steps): pipeline ${overhead.generate.pct.toFixed(2)} % outside session.run (engine call with the PNG written: wall ${r.seconds.toFixed(3)} s, in session.run ${r.networkSeconds.toFixed(3)} s → ${overhead.generate.endToEndPct.toFixed(2)} %)`,
   );
 });
 
@@ -252,6 +263,7 @@ for (const model of textModels) {
     const bdia = await timed(() => engine.roundtrip({ ...params, method: 'bdia' }), {
       model: m,
       warmup: 1,
+      times: overheadRuns,
     });
     const naive = await timed(() => engine.roundtrip({ ...params, method: 'ddim-inversion' }), {
       model: m,
@@ -271,8 +283,8 @@ for (const model of textModels) {
     summary.details.inversion.push(row);
     if (model === 'shapes-base') {
       overhead.roundtrip = {
-        pct: overheadPct(bdia),
-        pipelinePct: pipelineOverheadPct(bdia),
+        pct: pipelineOverheadPct(bdia),
+        endToEndPct: overheadPct(bdia),
         seconds: bdia.seconds,
         networkSeconds: bdia.networkSeconds,
         nfe: bdia.last.nfe,
@@ -504,22 +516,124 @@ for (const model of ['restore-denoise', 'restore-lowlight']) {
 }
 
 // 7. Against what a user would run instead, same ONNX files (or the same network) and threads.
+// The Python tool stays loaded in a child process (scripts/bench/serve.py) and the two run in
+// turns, one run each, order alternating; the figure is the median of the pairs' time ratios, so
+// a shared machine's changing load falls on both sides alike.
 const pythonReady = () => {
   if (!existsSync(python))
     throw new Error(`no Python environment at ${python} (set RETRACE_BENCH_PYTHON)`);
 };
 const pyOut = path.join(work, 'python-out');
 await mkdir(pyOut, { recursive: true });
+const comparePairs = Math.max(repeats, 9);
+
+/** A served Python tool: `header` is its first JSON line, `run(seed)` one timed run. */
+async function startPythonTool(script, args, timeoutSeconds) {
+  const child = spawn(python, [path.join(root, script), ...args, '--serve'], {
+    cwd: root,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (chunk) => {
+    stderr = (stderr + chunk).slice(-4000);
+  });
+  const lines = createInterface({ input: child.stdout });
+  const queue = [];
+  const waiting = [];
+  lines.on('line', (line) => {
+    if (!line.trim().startsWith('{')) return;
+    const next = waiting.shift();
+    if (next) next.resolve(line);
+    else queue.push(line);
+  });
+  const failed = (why) => {
+    for (const w of waiting.splice(0)) w.reject(new Error(why));
+  };
+  child.on('exit', (code) =>
+    failed(`${path.basename(script)} exited (${code}): ${stderr.trim().split('\n').pop() ?? ''}`),
+  );
+  const nextLine = () =>
+    new Promise((resolve, reject) => {
+      if (queue.length) return resolve(queue.shift());
+      const timer = setTimeout(() => {
+        child.kill();
+        reject(new Error(`${path.basename(script)}: no answer in ${timeoutSeconds} s`));
+      }, timeoutSeconds * 1000);
+      waiting.push({
+        resolve: (l) => (clearTimeout(timer), resolve(JSON.parse(l))),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      });
+    });
+  const header = await nextLine();
+  if (header.skipped) {
+    child.kill();
+    throw new Error(header.skipped);
+  }
+  return {
+    header,
+    run: async (seed) => {
+      child.stdin.write(`${seed}\n`);
+      const answer = await nextLine();
+      if (answer.error) throw new Error(`${path.basename(script)}: ${answer.error}`);
+      return answer;
+    },
+    close: () => {
+      child.stdin.end();
+      child.kill();
+    },
+  };
+}
+
+/** Runs the Python tool and Retrace in turns; medians and the median of the paired ratios. */
+async function pairedComparison(tool, retraceOnce, model) {
+  const py = [];
+  const pyNetwork = [];
+  const ours = [];
+  const oursNetwork = [];
+  const ratios = [];
+  await retraceOnce(0); // warm-up (the tool warmed itself up before it said it was ready)
+  for (let i = 0; i < comparePairs; i++) {
+    const seed = 2 + i;
+    const runOurs = async () => {
+      const net0 = model.networkSeconds();
+      const t = performance.now();
+      await retraceOnce(seed);
+      ours.push((performance.now() - t) / 1000);
+      oursNetwork.push(model.networkSeconds() - net0);
+    };
+    const runTool = async () => {
+      const r = await tool.run(seed);
+      py.push(r.seconds);
+      if (typeof r.networkSeconds === 'number') pyNetwork.push(r.networkSeconds);
+    };
+    if (i % 2) {
+      await runTool();
+      await runOurs();
+    } else {
+      await runOurs();
+      await runTool();
+    }
+    ratios.push(py[i] / ours[i]);
+  }
+  return {
+    ratio: median(ratios),
+    seconds: median(ours),
+    networkSeconds: median(oursNetwork),
+    toolSeconds: median(py),
+    toolNetworkSeconds: pyNetwork.length ? median(pyNetwork) : null,
+    pairedRatios: ratios.map((r) => round(r, 3)),
+  };
+}
+
 await section(
   'vs diffusers ONNX',
   async () => {
     pythonReady();
     requirePath(tinySd, 'the tiny SD fixture');
     const params = { steps: 20, guidance: 7.5, size: 64 };
-    const py = await runJson(
-      python,
+    const tool = await startPythonTool(
+      'scripts/bench/sd_onnx_pipeline.py',
       [
-        path.join(root, 'scripts/bench/sd_onnx_pipeline.py'),
         '--model',
         tinySd,
         '--steps',
@@ -530,51 +644,54 @@ await section(
         String(params.size),
         '--threads',
         String(compareThreads),
-        '--repeats',
-        String(repeats),
         '--out-dir',
         pyOut,
       ],
       300,
     );
-    if (py.skipped) throw new Error(py.skipped);
-    const model = await compareEngine.model(tinySd);
-    await model.warm();
-    const out = { dir: path.join(work, 'gen-sd') };
-    const r = await timed(
-      (i) =>
-        compareEngine.generate(
-          {
-            model: tinySd,
-            prompt: 'a red circle left of a blue square',
-            steps: params.steps,
-            guidance: params.guidance,
-            width: params.size,
-            height: params.size,
-            seed: 1 + Math.abs(i),
-            timeShift: null,
-          },
-          out,
-        ),
-      { model, warmup: 1 },
-    );
-    const ratio = py.seconds / r.seconds;
-    summary.speedVsDiffusersOnnx = round(ratio);
-    summary.details.speedVsDiffusersOnnx = {
-      model: 'test/fixtures/tiny-sd',
-      ...params,
-      sampler: 'DDIM (eta 0)',
-      threads: compareThreads,
-      retraceSeconds: round(r.seconds, 4),
-      retraceNetworkSeconds: round(r.networkSeconds, 4),
-      diffusersSeconds: round(py.seconds, 4),
-      diffusersNetworkSeconds: round(py.networkSeconds, 4),
-      diffusers: py.diffusers,
-      onnxruntimePython: py.onnxruntime,
-    };
-    console.log(
-      `vs diffusers OnnxStableDiffusionPipeline (tiny-sd, ${params.steps} DDIM steps, ${params.size}², ${compareThreads} thread): Retrace ${r.seconds.toFixed(3)} s, diffusers ${py.seconds.toFixed(3)} s → ×${ratio.toFixed(2)}`,
-    );
+    try {
+      const model = await compareEngine.model(tinySd);
+      await model.warm();
+      const out = { dir: path.join(work, 'gen-sd') };
+      const r = await pairedComparison(
+        tool,
+        (seed) =>
+          compareEngine.generate(
+            {
+              model: tinySd,
+              prompt: 'a red circle left of a blue square',
+              steps: params.steps,
+              guidance: params.guidance,
+              width: params.size,
+              height: params.size,
+              seed,
+              timeShift: null,
+            },
+            out,
+          ),
+        model,
+      );
+      summary.speedVsDiffusersOnnx = round(r.ratio);
+      summary.details.speedVsDiffusersOnnx = {
+        model: 'test/fixtures/tiny-sd',
+        ...params,
+        sampler: 'DDIM (eta 0)',
+        threads: compareThreads,
+        retraceSeconds: round(r.seconds, 4),
+        retraceNetworkSeconds: round(r.networkSeconds, 4),
+        diffusersSeconds: round(r.toolSeconds, 4),
+        diffusersNetworkSeconds: round(r.toolNetworkSeconds, 4),
+        pairs: comparePairs,
+        pairedRatios: r.pairedRatios,
+        diffusers: tool.header.diffusers,
+        onnxruntimePython: tool.header.onnxruntime,
+      };
+      console.log(
+        `vs diffusers OnnxStableDiffusionPipeline (tiny-sd, ${params.steps} DDIM steps, ${params.size}², ${compareThreads} thread): Retrace ${r.seconds.toFixed(3)} s, diffusers ${r.toolSeconds.toFixed(3)} s → ×${r.ratio.toFixed(2)} (median of ${comparePairs} paired runs)`,
+      );
+    } finally {
+      tool.close();
+    }
   },
   'speedVsDiffusersOnnx',
 );
@@ -585,10 +702,9 @@ await section(
     pythonReady();
     requirePack('shapes-base');
     const params = { steps: 20, guidance: 5 };
-    const py = await runJson(
-      python,
+    const tool = await startPythonTool(
+      'scripts/bench/shapes_torch.py',
       [
-        path.join(root, 'scripts/bench/shapes_torch.py'),
         '--onnx',
         path.join(root, 'models/packs/shapes-base/unet.onnx'),
         '--steps',
@@ -597,50 +713,53 @@ await section(
         String(params.guidance),
         '--threads',
         String(compareThreads),
-        '--repeats',
-        String(repeats),
         '--out-dir',
         pyOut,
       ],
       300,
     );
-    if (py.skipped) throw new Error(py.skipped);
-    const model = await compareEngine.model('shapes-base');
-    await model.warm();
-    const out = { dir: path.join(work, 'gen-torch') };
-    const r = await timed(
-      (i) =>
-        compareEngine.generate(
-          {
-            model: 'shapes-base',
-            prompt: 'a red circle left of a blue square',
-            steps: params.steps,
-            guidance: params.guidance,
-            seed: 1 + Math.abs(i),
-            timeShift: null,
-          },
-          out,
-        ),
-      { model, warmup: 1 },
-    );
-    const ratio = py.seconds / r.seconds;
-    summary.speedVsPytorch = round(ratio);
-    summary.details.speedVsPytorch = {
-      pack: 'shapes-base',
-      reference:
-        'models/factory/.cache/shapes/base/model.pt with shapes.model.ddim_sample (float64 DDIM) + VAE decode',
-      ...params,
-      threads: compareThreads,
-      retraceSeconds: round(r.seconds, 4),
-      retraceNetworkSeconds: round(r.networkSeconds, 4),
-      pytorchSeconds: round(py.seconds, 4),
-      // Same network: the pack's unet.onnx against the checkpoint on one random batch.
-      onnxUnetMaxAbsDiff: py.onnxUnetMaxAbsDiff,
-      torch: py.torch,
-    };
-    console.log(
-      `vs PyTorch (shapes-base, ${params.steps} DDIM steps, ${compareThreads} thread): Retrace ${r.seconds.toFixed(3)} s, PyTorch ${py.seconds.toFixed(3)} s → ×${ratio.toFixed(2)}`,
-    );
+    try {
+      const model = await compareEngine.model('shapes-base');
+      await model.warm();
+      const out = { dir: path.join(work, 'gen-torch') };
+      const r = await pairedComparison(
+        tool,
+        (seed) =>
+          compareEngine.generate(
+            {
+              model: 'shapes-base',
+              prompt: 'a red circle left of a blue square',
+              steps: params.steps,
+              guidance: params.guidance,
+              seed,
+              timeShift: null,
+            },
+            out,
+          ),
+        model,
+      );
+      summary.speedVsPytorch = round(r.ratio);
+      summary.details.speedVsPytorch = {
+        pack: 'shapes-base',
+        reference:
+          'models/factory/.cache/shapes/base/model.pt with shapes.model.ddim_sample (float64 DDIM) + VAE decode',
+        ...params,
+        threads: compareThreads,
+        retraceSeconds: round(r.seconds, 4),
+        retraceNetworkSeconds: round(r.networkSeconds, 4),
+        pytorchSeconds: round(r.toolSeconds, 4),
+        pairs: comparePairs,
+        pairedRatios: r.pairedRatios,
+        // Same network: the pack's unet.onnx against the checkpoint on one random batch.
+        onnxUnetMaxAbsDiff: tool.header.onnxUnetMaxAbsDiff,
+        torch: tool.header.torch,
+      };
+      console.log(
+        `vs PyTorch (shapes-base, ${params.steps} DDIM steps, ${compareThreads} thread): Retrace ${r.seconds.toFixed(3)} s, PyTorch ${r.toolSeconds.toFixed(3)} s → ×${r.ratio.toFixed(2)} (median of ${comparePairs} paired runs)`,
+      );
+    } finally {
+      tool.close();
+    }
   },
   'speedVsPytorch',
 );
@@ -713,14 +832,14 @@ table.push(
     fmt(o?.generate, 2),
     '≤ 3',
     goalMet(o?.generate, (v) => v <= 3),
-    `shapes-base, 20 steps (pipeline alone ${fmt(summary.details.engineOverheadPct?.generate?.pipelinePct, 2)} %)`,
+    `shapes-base, 20 steps (engine call + PNG write ${fmt(summary.details.engineOverheadPct?.generate?.endToEndPct, 2)} %)`,
   ],
   [
     'engine overhead, roundtrip (%)',
     fmt(o?.roundtrip, 2),
     '≤ 3',
     goalMet(o?.roundtrip, (v) => v <= 3),
-    `shapes-base, BDIA, 50 steps × 0.8 (pipeline alone ${fmt(summary.details.engineOverheadPct?.roundtrip?.pipelinePct, 2)} %)`,
+    `shapes-base, BDIA, 50 steps × 0.8 (engine call + photo read ${fmt(summary.details.engineOverheadPct?.roundtrip?.endToEndPct, 2)} %)`,
   ],
   [
     'BDIA ÷ DDIM s/step',
@@ -769,6 +888,10 @@ console.log(
 for (const [name, reason] of Object.entries(summary.skipped))
   console.log(`skipped ${name}: ${reason}`);
 
+if (only.length) {
+  console.log(`partial run (RETRACE_BENCH_ONLY=${only.join(',')}): summary.json not written`);
+  process.exit(0);
+}
 const dir = path.join(root, 'bench/results');
 await mkdir(dir, { recursive: true });
 const target = path.join(dir, 'summary.json');

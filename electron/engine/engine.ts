@@ -2,7 +2,7 @@
 // id, models opened once and kept, and every job as `validate → pipeline → write files`.
 // Pipelines compute; this module decides where results go, writes them atomically with their
 // parameters, and never overwrites a source.
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import {
   replayParamsSchema,
@@ -140,6 +140,12 @@ function toRgb(image: ModelImage, alpha?: Float32Array): RgbImage {
   return fromModelOutput(image.chw, image.width, image.height, alpha);
 }
 
+/** Size and modification time of each file ('-' where there is none): a cheap change check. */
+async function fileStamp(files: readonly string[]): Promise<string> {
+  const stats = await Promise.all(files.map((f) => stat(f).catch(() => undefined)));
+  return stats.map((s) => (s ? `${s.size}:${s.mtimeMs}` : '-')).join('|');
+}
+
 /** The working size of a photo for a text-to-image pack: its long side at the pack's default. */
 function workingSize(pack: LoadedPack, width: number, height: number) {
   const [dw, dh] = pack.manifest.resolution.default;
@@ -151,6 +157,8 @@ export class Engine {
   private readonly registry: PackRegistry;
   private runtime: { provider?: ProviderPreference; threads?: number };
   private readonly models = new Map<string, DiffusionModel>();
+  /** How each id or folder asked for resolved, and the files' stamp when it did. */
+  private readonly resolved = new Map<string, { key: string; files: string[]; stamp: string }>();
 
   constructor(private readonly config: EngineConfig) {
     this.registry = new PackRegistry({
@@ -189,6 +197,7 @@ export class Engine {
 
   async importPack(folder: string, id?: string): Promise<PackListEntry> {
     const pack = await this.registry.importFolder(folder, id === undefined ? {} : { id });
+    this.resolved.clear();
     const entry = (await this.registry.list()).find((e) => e.id === pack.id);
     if (!entry) throw new RetraceError('RUNTIME', `imported pack ${pack.id} is not listed`);
     return entry;
@@ -211,8 +220,18 @@ export class Engine {
     };
   }
 
-  /** The model of a pack (by id or folder), opened once and kept. */
+  /**
+   * The model of a pack (by id or folder), opened once and kept. A repeated lookup reuses the
+   * open model while the pack's manifest and network files keep their size and modification
+   * time (a few stat calls), instead of finding and checking the pack again (milliseconds).
+   */
   async model(idOrPath: string): Promise<DiffusionModel> {
+    const known = this.resolved.get(idOrPath);
+    if (known) {
+      const model = this.models.get(known.key);
+      if (model && (await fileStamp(known.files)) === known.stamp) return model;
+      this.resolved.delete(idOrPath);
+    }
     const pack = await this.registry.get(idOrPath);
     const key = `${pack.id}@${pack.unetSha256}`;
     let model = this.models.get(key);
@@ -220,6 +239,12 @@ export class Engine {
       model = new DiffusionModel(pack, this.runtime);
       this.models.set(key, model);
     }
+    const files = [
+      path.join(pack.dir, 'pack.json'),
+      path.join(pack.dir, 'model_index.json'),
+      ...Object.values(pack.files).filter((f): f is string => typeof f === 'string'),
+    ];
+    this.resolved.set(idOrPath, { key, files, stamp: await fileStamp(files) });
     return model;
   }
 
@@ -516,6 +541,7 @@ export class Engine {
   async close(): Promise<void> {
     const models = [...this.models.values()];
     this.models.clear();
+    this.resolved.clear();
     await Promise.all(models.map((m) => m.dispose()));
   }
 }

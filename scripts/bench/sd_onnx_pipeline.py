@@ -45,6 +45,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out-dir", help="save each image as a PNG here, as a user would (timed)")
+    ap.add_argument("--serve", action="store_true",
+                    help="after the warm-up, time one run per seed read from stdin (serve.py)")
     args = ap.parse_args()
 
     folder = Path(args.model)
@@ -104,6 +106,21 @@ def main() -> int:
         return images
 
     once(args.seed)  # warm-up: first runs allocate onnxruntime's arenas
+    if args.serve:
+        from serve import serve
+
+        def timed_once(seed: int) -> dict:
+            before = sum(t.seconds for t in timers.values())
+            once(seed)
+            return {"networkSeconds": sum(t.seconds for t in timers.values()) - before}
+
+        return serve({
+            "tool": "diffusers OnnxStableDiffusionPipeline",
+            "diffusers": __import__("diffusers").__version__,
+            "onnxruntime": ort.__version__,
+            "threads": args.threads,
+            "savedPng": bool(args.out_dir),
+        }, timed_once)
     runs, network = [], []
     for i in range(args.repeats):
         before = sum(t.seconds for t in timers.values())

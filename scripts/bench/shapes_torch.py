@@ -53,6 +53,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out-dir", help="save each image as a PNG here, as a user would (timed)")
     ap.add_argument("--onnx", help="the pack's unet.onnx: check that it is this network (max |Δε|)")
+    ap.add_argument("--serve", action="store_true",
+                    help="after the warm-up, time one run per seed read from stdin (serve.py)")
     args = ap.parse_args()
 
     checkpoint = Path(args.checkpoint)
@@ -88,6 +90,20 @@ def main() -> int:
 
     parity = unet_parity(model, args.onnx) if args.onnx else None
     once(args.seed)  # warm-up: first calls allocate and pick kernels
+    if args.serve:
+        from serve import serve
+
+        def served(seed: int) -> None:
+            once(seed)
+
+        return serve({
+            "tool": "PyTorch (shapes.model.ddim_sample + VAE decode)",
+            "torch": torch.__version__,
+            "checkpoint": str(checkpoint),
+            "threads": args.threads,
+            "savedPng": bool(args.out_dir),
+            "onnxUnetMaxAbsDiff": parity,
+        }, served)
     runs = []
     for i in range(args.repeats):
         started = time.perf_counter()

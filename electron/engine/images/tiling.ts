@@ -265,11 +265,17 @@ export function fieldNoise(
   requireInteger('channels', channels, 1);
   const source = field.stream === stream ? field : new GaussianField(field.seed, stream);
   const out = new Float64Array(channels * tile.width * tile.height);
-  let o = 0;
+  const plane = tile.width * tile.height;
   for (let c = 0; c < channels; c++) {
+    const first = (c * imageHeight + tile.y) * imageWidth + tile.x;
+    if (tile.width === imageWidth) {
+      // Full-width rows are contiguous in the field: one fill per channel.
+      source.fill(out.subarray(c * plane, (c + 1) * plane), first);
+      continue;
+    }
     for (let y = 0; y < tile.height; y++) {
-      const base = (c * imageHeight + tile.y + y) * imageWidth + tile.x;
-      for (let x = 0; x < tile.width; x++) out[o++] = source.at(base + x);
+      const o = c * plane + y * tile.width;
+      source.fill(out.subarray(o, o + tile.width), first + y * imageWidth);
     }
   }
   return out;

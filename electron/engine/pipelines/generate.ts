@@ -106,9 +106,9 @@ export async function generate(
   input: GenerateParams,
   run: RunOptions = {},
 ): Promise<GenerateOutput> {
+  const started = performance.now();
   requireTask(model, 'text-to-image');
   const params = resolveGenerate(model, input);
-  const started = performance.now();
   const schedule = scheduleOf(model);
   const levels = samplingLevels(
     model.manifest.schedule.trainSteps,

@@ -147,9 +147,9 @@ export async function invertImage(
   input: InvertParams,
   run: RunOptions = {},
 ): Promise<InvertOutput> {
+  const started = performance.now();
   requireInvertible(model);
   const p = resolveInvert(model, input);
-  const started = performance.now();
   const { levels } = editLevels(
     model.manifest.schedule.trainSteps,
     p.steps,
@@ -207,8 +207,8 @@ export async function replayInversion(
   options: ReplayOptions,
   run: RunOptions = {},
 ): Promise<ReplayOutput> {
-  requireInvertible(model);
   const started = performance.now();
+  requireInvertible(model);
   const conditioning = await conditioningOf(
     model,
     options.prompt ?? inversion.prompt,
@@ -245,9 +245,9 @@ export async function roundtrip(
   input: RoundtripParams,
   run: RunOptions = {},
 ): Promise<RoundtripReport> {
+  const started = performance.now();
   requireInvertible(model);
   const { method, ...rest } = roundtripParamsSchema.parse(input);
-  const started = performance.now();
   let replayed: Float64Array;
   let source: Float64Array;
   let shape: number[];

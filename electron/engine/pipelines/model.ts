@@ -160,7 +160,7 @@ export class DiffusionModel {
       const L = this.tokenizer?.maxLength ?? 0;
       feeds.encoder_hidden_states = { data: text, dims: [B, L, perRow / L] };
     }
-    const out = await session.run(
+    const out = await session.run64(
       feeds,
       session.outputs.some((o) => o.name === 'out_sample') ? 'out_sample' : undefined,
     );
@@ -170,7 +170,7 @@ export class DiffusionModel {
         `${session.file}: output has ${out.data.length} values, expected ${outLength}`,
       );
     }
-    return Float64Array.from(out.data);
+    return out.data;
   }
 
   /**

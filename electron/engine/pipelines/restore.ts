@@ -78,8 +78,8 @@ export async function restoreImage(
   options: RestoreOptions,
   run: RunOptions = {},
 ): Promise<RestoreOutput> {
-  requireTask(model, 'restoration');
   const started = performance.now();
+  requireTask(model, 'restoration');
   const schedule = scheduleOf(model);
   const steps = scheduleLength(schedule);
   if (options.steps !== undefined && options.steps !== steps) {

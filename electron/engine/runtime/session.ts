@@ -213,6 +213,37 @@ export class NetworkSession {
 
   /** Runs the network; feeds are converted to the declared input types, outputs come back as float32. */
   async run(feeds: Record<string, Feed>, outputName?: string): Promise<RunResult> {
+    const { data, dims, wanted, type } = await this.runRaw(feeds, outputName);
+    // A copy: the output's buffer belongs to onnxruntime, which may reuse it after this call
+    // (a cached text embedding then changed under an inversion, breaking its exactness).
+    if (data instanceof Float32Array) return { data: new Float32Array(data), dims };
+    if (data instanceof Float64Array) return { data: Float32Array.from(data), dims };
+    throw this.notFloat(wanted, type);
+  }
+
+  /** As `run`, with the output widened to float64 in the one copy out of onnxruntime's buffer. */
+  async run64(
+    feeds: Record<string, Feed>,
+    outputName?: string,
+  ): Promise<{ data: Float64Array; dims: number[] }> {
+    const { data, dims, wanted, type } = await this.runRaw(feeds, outputName);
+    if (data instanceof Float32Array || data instanceof Float64Array) {
+      return { data: Float64Array.from(data), dims };
+    }
+    throw this.notFloat(wanted, type);
+  }
+
+  private notFloat(wanted: string, type: string): RetraceError {
+    return new RetraceError(
+      'RUNTIME',
+      `${this.file}: output "${wanted}" is ${type}, expected float`,
+    );
+  }
+
+  private async runRaw(
+    feeds: Record<string, Feed>,
+    outputName: string | undefined,
+  ): Promise<{ data: unknown; dims: number[]; wanted: string; type: string }> {
     const tensors: Record<string, ort.Tensor> = {};
     for (const [name, feed] of Object.entries(feeds))
       tensors[name] = convert(name, feed, this.input(name).type);
@@ -234,18 +265,7 @@ export class NetworkSession {
     const out = result[wanted];
     if (!out)
       throw new RetraceError('RUNTIME', `${this.file}: the network returned no "${wanted}"`);
-    const data = out.data;
-    let values: Float32Array;
-    // A copy: the output's buffer belongs to onnxruntime, which may reuse it after this call
-    // (a cached text embedding then changed under an inversion, breaking its exactness).
-    if (data instanceof Float32Array) values = new Float32Array(data);
-    else if (data instanceof Float64Array) values = Float32Array.from(data);
-    else
-      throw new RetraceError(
-        'RUNTIME',
-        `${this.file}: output "${wanted}" is ${out.type}, expected float`,
-      );
-    return { data: values, dims: [...out.dims] };
+    return { data: out.data, dims: [...out.dims], wanted, type: out.type };
   }
 
   async dispose(): Promise<void> {

@@ -110,32 +110,49 @@ export async function restoreResfusion(
   const network = new NetworkCalls(net, steps, options);
   const start = tables(schedule, steps - 1).alphaBar;
   const epsilon = draw(0);
-  let x = new Float64Array(degraded.length);
-  for (let i = 0; i < x.length; i++) {
-    x[i] =
-      Math.sqrt(start) * (degraded[i] as number) + Math.sqrt(1 - start) * (epsilon[i] as number);
+  // The network input: each row's x followed by its degraded image. The degraded halves are
+  // written once; the x halves are the state itself, updated in place step after step (the
+  // estimator reads its input before it resolves and keeps no reference to it).
+  const input = new Float64Array(2 * degraded.length);
+  for (let b = 0; b < batch; b++) input.set(degraded.subarray(b * n, (b + 1) * n), (2 * b + 1) * n);
+  const a0 = Math.sqrt(start);
+  const s0 = Math.sqrt(1 - start);
+  for (let b = 0; b < batch; b++) {
+    for (let i = 0, o = 2 * b * n, k = b * n; i < n; i++, o++, k++) {
+      input[o] = a0 * (degraded[k] as number) + s0 * (epsilon[k] as number);
+    }
   }
   for (let t = steps - 1; t >= 0; t--) {
-    const input = new Float64Array(2 * degraded.length);
-    for (let b = 0; b < batch; b++) {
-      input.set(x.subarray(b * n, (b + 1) * n), 2 * b * n);
-      input.set(degraded.subarray(b * n, (b + 1) * n), (2 * b + 1) * n);
-    }
     const r = await network.call(input, sameTimestep(t, batch), degraded.length);
     const { alpha, beta, alphaBar } = tables(schedule, t);
     const c = beta / Math.sqrt(1 - alphaBar);
-    const next = new Float64Array(x.length);
-    for (let i = 0; i < x.length; i++)
-      next[i] = ((x[i] as number) - c * (r[i] as number)) / Math.sqrt(alpha);
-    if (t > 0) {
-      const z = draw(steps - t);
-      const std = Math.sqrt(
-        (beta * (1 - (schedule.alphasCumprod[t - 1] as number))) / (1 - alphaBar),
-      );
-      for (let i = 0; i < x.length; i++) next[i] = (next[i] as number) + std * (z[i] as number);
+    const inv = 1 / Math.sqrt(alpha);
+    // x ← (x − c·r)/√α_t, plus √β̃_t·z except after the last step.
+    const z = t > 0 ? draw(steps - t) : undefined;
+    const std = z
+      ? Math.sqrt((beta * (1 - (schedule.alphasCumprod[t - 1] as number))) / (1 - alphaBar))
+      : 0;
+    for (let b = 0; b < batch; b++) {
+      const o = 2 * b * n;
+      const k = b * n;
+      if (z) {
+        for (let i = 0; i < n; i++) {
+          input[o + i] =
+            ((input[o + i] as number) - c * (r[k + i] as number)) * inv +
+            std * (z[k + i] as number);
+        }
+      } else {
+        for (let i = 0; i < n; i++) {
+          input[o + i] = ((input[o + i] as number) - c * (r[k + i] as number)) * inv;
+        }
+      }
     }
-    x = next;
   }
-  for (let i = 0; i < x.length; i++) x[i] = Math.min(1, Math.max(-1, x[i] as number));
+  const x = new Float64Array(degraded.length);
+  for (let b = 0; b < batch; b++) {
+    for (let i = 0; i < n; i++) {
+      x[b * n + i] = Math.min(1, Math.max(-1, input[2 * b * n + i] as number));
+    }
+  }
   return { sample: x, nfe: network.count };
 }

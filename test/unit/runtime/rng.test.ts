@@ -49,6 +49,45 @@ describe('GaussianField', () => {
     expect(beyond3 / x.length).toBeLessThan(0.0035);
   });
 
+  it('fills any window, odd starts and lengths included, as `at` reads it', () => {
+    const f = new GaussianField(31, 4);
+    for (const [start, length] of [
+      [0, 1],
+      [1, 1],
+      [1, 2],
+      [3, 7],
+      [10, 9],
+      // Pair indices cross 2^32 inside this window: the high word's mix changes mid-fill.
+      [2 ** 33 - 5, 10],
+    ] as const) {
+      const window = f.fill(new Float64Array(length), start);
+      const expected = Array.from({ length }, (_, i) => f.at(start + i));
+      expect(Array.from(window), `start ${start}, length ${length}`).toEqual(expected);
+    }
+  });
+
+  it('makes the two values of a pair independent (r·cos θ and r·sin θ)', () => {
+    const x = new GaussianField(3).sample(200_000);
+    let evenOdd = 0;
+    let oddNext = 0;
+    let evenSq = 0;
+    let oddSq = 0;
+    for (let i = 0; i + 2 < x.length; i += 2) {
+      const e = x[i] as number;
+      const o = x[i + 1] as number;
+      evenOdd += e * o;
+      oddNext += o * (x[i + 2] as number);
+      evenSq += e * e;
+      oddSq += o * o;
+    }
+    const pairs = x.length / 2;
+    expect(Math.abs(evenOdd / pairs)).toBeLessThan(0.012);
+    expect(Math.abs(oddNext / pairs)).toBeLessThan(0.012);
+    // Each half alone is standard normal, and r² = e² + o² is χ² with 2 degrees of freedom.
+    expect(Math.abs(evenSq / pairs - 1)).toBeLessThan(0.02);
+    expect(Math.abs(oddSq / pairs - 1)).toBeLessThan(0.02);
+  });
+
   it('handles indices beyond 2^32 and rejects bad seeds', () => {
     const f = new GaussianField(5);
     expect(Number.isFinite(f.at(2 ** 40 + 3))).toBe(true);
@@ -56,5 +95,7 @@ describe('GaussianField', () => {
     expect(() => new GaussianField(-1)).toThrow(/seed/);
     expect(() => new GaussianField(1.5)).toThrow(/seed/);
     expect(() => new GaussianField(1, -2)).toThrow(/stream/);
+    expect(() => f.at(-1)).toThrow(/index/);
+    expect(() => f.fill(new Float64Array(2), 0.5)).toThrow(/start/);
   });
 });
