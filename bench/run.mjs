@@ -356,7 +356,7 @@ await section(
     await loopSeconds('ddim'); // warm-up
     // Pairs run back to back, order alternating; the median of the pairs' ratios cancels the slow
     // drift of a shared machine's load better than a ratio of two medians.
-    const times = Math.max(repeats, 9);
+    const times = Math.max(repeats, 15);
     const ratios = [];
     for (let i = 0; i < times; i++) {
       for (const sampler of i % 2 ? ['bdia', 'ddim'] : ['ddim', 'bdia']) {

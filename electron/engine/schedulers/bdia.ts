@@ -60,7 +60,9 @@ function checkGamma(gamma: number, lowest: number): void {
 
 /**
  * G_k(z) = φ(z, ε_k; λ_k→λ_{k−1}) − γ·φ(z, ε_k; λ_k→λ_{k+1}) with ε_k = ε̂(z, λ_k) (or, with a
- * Time-Shift, ε̂(z, τ) and τ in place of λ_k), row by row. One network call.
+ * Time-Shift, ε̂(z, τ) and τ in place of λ_k), row by row, written into `g`. One network call.
+ * Both maps are evaluated inline with the same operations, in the same order, as `ddimMap`
+ * (x̂0 = (z − σ·ε)/a, then a'·x̂0 + σ'·ε), so the values are those of the two-map definition.
  */
 async function coupling(
   schedule: NoiseSchedule,
@@ -69,6 +71,7 @@ async function coupling(
   k: number,
   network: NetworkCalls,
   options: BdiaOptions,
+  g: Float64Array,
 ): Promise<Float64Array> {
   const batch = options.batch ?? 1;
   const n = z.length / batch;
@@ -92,21 +95,29 @@ async function coupling(
   const eps = toEpsilon(out, z, alphaBars, options.prediction ?? 'epsilon');
   const alphaBarBelow = alphaBarAt(schedule, below);
   const alphaBarAbove = alphaBarAt(schedule, above);
-  const g = new Float64Array(z.length);
-  alphaBars.forEach((alphaBar, b) => {
-    const rows = [b * n, (b + 1) * n] as const;
-    const zb = z.subarray(...rows);
-    const eb = eps.subarray(...rows);
-    const down = ddimMap(zb, eb, alphaBar, alphaBarBelow);
-    const up = ddimMap(zb, eb, alphaBar, alphaBarAbove);
-    for (let i = 0; i < n; i++) {
-      g[rows[0] + i] = (down[i] as number) - options.gamma * (up[i] as number);
+  const aBelow = Math.sqrt(alphaBarBelow);
+  const sBelow = Math.sqrt(1 - alphaBarBelow);
+  const aAbove = Math.sqrt(alphaBarAbove);
+  const sAbove = Math.sqrt(1 - alphaBarAbove);
+  const gamma = options.gamma;
+  for (let b = 0; b < batch; b++) {
+    const alphaBar = alphaBars[b] as number;
+    const aFrom = Math.sqrt(alphaBar);
+    const sFrom = Math.sqrt(1 - alphaBar);
+    for (let i = b * n, end = (b + 1) * n; i < end; i++) {
+      const e = eps[i] as number;
+      const x0 = ((z[i] as number) - sFrom * e) / aFrom;
+      g[i] = aBelow * x0 + sBelow * e - gamma * (aAbove * x0 + sAbove * e);
     }
-  });
+  }
   return g;
 }
 
-/** z_{k−1} = γ·z_{k+1} + G_k(z_k) for k = from … 1; returns z_0. */
+/**
+ * z_{k−1} = γ·z_{k+1} + G_k(z_k) for k = from … 1; returns z_0. Three state buffers rotate (the
+ * caller hands over `above` and `current`, which this overwrites), so a step allocates nothing
+ * beyond the network's output.
+ */
 async function descend(
   schedule: NoiseSchedule,
   above: Float64Array,
@@ -116,13 +127,15 @@ async function descend(
   network: NetworkCalls,
   options: BdiaOptions,
 ): Promise<Float64Array> {
-  let [zAbove, z] = [above, current];
+  let zAbove: Float64Array = above;
+  let z: Float64Array = current;
+  let spare: Float64Array = new Float64Array(z.length);
+  const g = new Float64Array(z.length);
+  const gamma = options.gamma;
   for (let k = from; k >= 1; k--) {
-    const g = await coupling(schedule, z, levels, k, network, options);
-    const below = new Float64Array(z.length);
-    for (let i = 0; i < z.length; i++)
-      below[i] = options.gamma * (zAbove[i] as number) + (g[i] as number);
-    [zAbove, z] = [z, below];
+    await coupling(schedule, z, levels, k, network, options, g);
+    for (let i = 0; i < z.length; i++) spare[i] = gamma * (zAbove[i] as number) + (g[i] as number);
+    [zAbove, z, spare] = [z, spare, zAbove];
   }
   return z;
 }
@@ -202,13 +215,16 @@ export async function invertBdia(
   }
   const top = levels.length - 1;
   const network = new NetworkCalls(eps, top - 1, options);
-  let [zBelow, z] = [Float64Array.from(x), Float64Array.from(x)];
+  let zBelow: Float64Array = Float64Array.from(x);
+  let z: Float64Array = Float64Array.from(x);
+  let spare: Float64Array = new Float64Array(x.length);
+  const g = new Float64Array(x.length);
+  const gamma = options.gamma;
   for (let k = 1; k < top; k++) {
-    const g = await coupling(schedule, z, levels, k, network, options);
-    const above = new Float64Array(z.length);
+    await coupling(schedule, z, levels, k, network, options, g);
     for (let i = 0; i < z.length; i++)
-      above[i] = ((zBelow[i] as number) - (g[i] as number)) / options.gamma;
-    [zBelow, z] = [z, above];
+      spare[i] = ((zBelow[i] as number) - (g[i] as number)) / gamma;
+    [zBelow, z, spare] = [z, spare, zBelow];
   }
   return { top: z, next: zBelow, nfe: network.count };
 }
