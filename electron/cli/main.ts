@@ -297,7 +297,8 @@ function buildProgram(
         o.json,
         `${result.method}: latent max |error| ${result.latentMaxAbsError.toExponential(2)}, ` +
           `pixel max |error| ${result.pixelMaxAbsError.toFixed(3)} of 255 ` +
-          `(VAE alone ${result.vaeMaxAbsError.toFixed(1)}), ${result.nfe} network calls, ${result.seconds.toFixed(1)} s`,
+          `(VAE alone ${result.vaeMaxAbsError.toFixed(1)}), ${result.steps} steps each way, ` +
+          `${result.nfe} network calls, ${result.seconds.toFixed(1)} s`,
       );
     });
 

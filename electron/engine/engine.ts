@@ -105,7 +105,10 @@ export interface RoundtripResult {
   nfe: number;
   seconds: number;
   gamma?: number;
+  /** Sampling steps each way, one network call each: nfe = 2 × steps. */
   steps: number;
+  /** M, the DDIM levels kept from --steps and --strength (BDIA steps M − 1 times each way). */
+  keptLevels: number;
   image?: string;
 }
 
@@ -450,7 +453,8 @@ export class Engine {
       vaeMaxAbsError: report.vaeMaxAbsError,
       nfe: report.nfe,
       seconds: report.seconds,
-      steps: report.levels.length - 1,
+      steps: report.steps,
+      keptLevels: report.levels.length - 1,
     };
     if (report.gamma !== undefined) result.gamma = report.gamma;
     if (out.image) {

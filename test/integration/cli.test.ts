@@ -123,7 +123,10 @@ describe('retrace CLI', () => {
     const r = JSON.parse(bdia.out) as Record<string, number>;
     expect(r.latentMaxAbsError).toBeLessThan(1e-9);
     expect(r.pixelMaxAbsError).toBeLessThan(1e-3);
-    expect(r.nfe).toBe(2 * (16 - 1));
+    // 20 steps × strength 0.8 keep M = 16 levels; BDIA steps M − 1 = 15 times each way.
+    expect(r.keptLevels).toBe(16);
+    expect(r.steps).toBe(15);
+    expect(r.nfe).toBe(2 * r.steps);
     expect(r.seconds).toBeGreaterThan(0);
     const naive = await cli(
       'roundtrip',
@@ -138,9 +141,10 @@ describe('retrace CLI', () => {
       'ddim-inversion',
       '--json',
     );
-    expect((JSON.parse(naive.out) as Record<string, number>).latentMaxAbsError).toBeGreaterThan(
-      1e-4,
-    );
+    const n = JSON.parse(naive.out) as Record<string, number>;
+    expect(n.latentMaxAbsError).toBeGreaterThan(1e-4);
+    // The naive baseline steps through all M intervals each way: one call more per direction.
+    expect([n.keptLevels, n.steps, n.nfe]).toEqual([16, 16, 32]);
   });
 
   it('a pixel-space round trip returns identical 8-bit pixels', async () => {

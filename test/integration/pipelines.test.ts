@@ -96,6 +96,9 @@ describe('pipelines on the tiny Stable Diffusion (real ONNX networks)', () => {
     expect(report.levels[0]).toBe(-19);
     expect(report.levels.at(-1)).toBe(781);
     expect(report.nfe).toBe(2 * 39);
+    // One network call per step: 39 steps each way (the pairs at both ends span one level each).
+    expect(report.steps).toBe(39);
+    expect(report.nfe).toBe(2 * report.steps);
     expect(report.latentMaxAbsError).toBeLessThan(1e-9);
     expect(report.pixelMaxAbsError).toBeLessThan(1e-3);
   });

@@ -80,6 +80,12 @@ export interface RoundtripReport {
   vaeMaxAbsError: number;
   /** Network evaluations of the inversion and the replay together (guidance batched). */
   nfe: number;
+  /**
+   * Sampling steps in each direction, one network call each. Naive DDIM inversion steps through
+   * every interval of the M kept levels (M steps); BDIA's start pair (x, x) and stored pair
+   * (z_M, z_{M−1}) each hold two levels, so it takes M − 1 steps each way (ALGORITHMS.md §1).
+   */
+  steps: number;
   seconds: number;
   levels: number[];
   gamma?: number;
@@ -301,6 +307,7 @@ export async function roundtrip(
         ? maxAbsDiff(reference.chw, image.chw) * TO_8BIT
         : Number.NaN,
     nfe,
+    steps: method === 'bdia' ? levels.length - 2 : levels.length - 1,
     seconds: secondsSince(started),
     levels,
     image: out,
