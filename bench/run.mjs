@@ -625,6 +625,25 @@ async function pairedComparison(tool, retraceOnce, model) {
   };
 }
 
+/** Retrace's side: `engine.generate` on one pack, the tool's prompt and settings, PNG written. */
+async function pairedGenerate(tool, modelId, outName, settings) {
+  const model = await compareEngine.model(modelId);
+  await model.warm();
+  const out = { dir: path.join(work, outName) };
+  const once = (seed) =>
+    compareEngine.generate(
+      {
+        model: modelId,
+        prompt: 'a red circle left of a blue square',
+        ...settings,
+        seed,
+        timeShift: null,
+      },
+      out,
+    );
+  return pairedComparison(tool, once, model);
+}
+
 await section(
   'vs diffusers ONNX',
   async () => {
@@ -650,27 +669,12 @@ await section(
       300,
     );
     try {
-      const model = await compareEngine.model(tinySd);
-      await model.warm();
-      const out = { dir: path.join(work, 'gen-sd') };
-      const r = await pairedComparison(
-        tool,
-        (seed) =>
-          compareEngine.generate(
-            {
-              model: tinySd,
-              prompt: 'a red circle left of a blue square',
-              steps: params.steps,
-              guidance: params.guidance,
-              width: params.size,
-              height: params.size,
-              seed,
-              timeShift: null,
-            },
-            out,
-          ),
-        model,
-      );
+      const r = await pairedGenerate(tool, tinySd, 'gen-sd', {
+        steps: params.steps,
+        guidance: params.guidance,
+        width: params.size,
+        height: params.size,
+      });
       summary.speedVsDiffusersOnnx = round(r.ratio);
       summary.details.speedVsDiffusersOnnx = {
         model: 'test/fixtures/tiny-sd',
@@ -719,25 +723,7 @@ await section(
       300,
     );
     try {
-      const model = await compareEngine.model('shapes-base');
-      await model.warm();
-      const out = { dir: path.join(work, 'gen-torch') };
-      const r = await pairedComparison(
-        tool,
-        (seed) =>
-          compareEngine.generate(
-            {
-              model: 'shapes-base',
-              prompt: 'a red circle left of a blue square',
-              steps: params.steps,
-              guidance: params.guidance,
-              seed,
-              timeShift: null,
-            },
-            out,
-          ),
-        model,
-      );
+      const r = await pairedGenerate(tool, 'shapes-base', 'gen-torch', params);
       summary.speedVsPytorch = round(r.ratio);
       summary.details.speedVsPytorch = {
         pack: 'shapes-base',
