@@ -22,6 +22,7 @@ function mix32(x: number): number {
 const TWO_POW_32 = 4294967296;
 const TWO_PI = 2 * Math.PI;
 
+/** Noise for one purpose (one seed, one stream), indexed by element position. */
 export class GaussianField {
   private readonly key: number;
   // Scratch for one pair, so `at` allocates nothing.

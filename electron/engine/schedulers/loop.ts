@@ -8,6 +8,8 @@ import { alphaBarAt, type NoiseSchedule } from './schedule.js';
  * The network as the loops see it. `z` holds B rows back to back (batch-major, B·n values,
  * float64; casting to float32 is the caller's business), `timesteps` one timestep per row, and
  * `stepIndex` counts network calls from 0. Returns B·n values (ε, v or resnoise, by model).
+ * The loops reuse their state buffers: `z` may change once the returned promise has resolved, so
+ * an estimator reads (or copies) it before then and keeps no reference to it.
  */
 export type NoiseEstimator = (
   z: Float64Array,
