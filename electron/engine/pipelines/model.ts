@@ -29,17 +29,18 @@ export interface Conditioning {
   rowShape: [number, number];
 }
 
-function requireFile(source: ModelSource, key: keyof ModelSource['files']): string {
+type NetworkName = keyof ModelSource['files'];
+const NETWORK_NAMES: readonly NetworkName[] = ['unet', 'textEncoder', 'vaeEncoder', 'vaeDecoder'];
+
+function requireFile(source: ModelSource, key: NetworkName): string {
   const file = source.files[key];
   if (!file) throw new RetraceError('BAD_PACK', `pack ${source.id} has no ${key} network`);
   return file;
 }
 
 export class DiffusionModel {
-  private unetSession: NetworkSession | undefined;
-  private textSession: NetworkSession | undefined;
-  private vaeEncSession: NetworkSession | undefined;
-  private vaeDecSession: NetworkSession | undefined;
+  /** The networks opened so far, each on first use. */
+  private readonly networks: Partial<Record<NetworkName, NetworkSession>> = {};
   private tokenizer: TextTokenizer | undefined;
   private readonly promptCache = new Map<string, Float32Array>();
 
@@ -54,9 +55,7 @@ export class DiffusionModel {
 
   /** Sessions opened so far (for reports: provider used, time inside run). */
   sessions(): NetworkSession[] {
-    return [this.unetSession, this.textSession, this.vaeEncSession, this.vaeDecSession].filter(
-      (s): s is NetworkSession => s !== undefined,
-    );
+    return Object.values(this.networks);
   }
 
   /** Seconds spent inside onnxruntime's run across all of this model's networks. */
@@ -68,41 +67,22 @@ export class DiffusionModel {
     return this.sessions().reduce((sum, s) => sum + s.runs, 0);
   }
 
-  async unet(): Promise<NetworkSession> {
-    this.unetSession ??= await NetworkSession.open(requireFile(this.source, 'unet'), this.runtime);
-    return this.unetSession;
+  /** One of the pack's networks, opened on first use and kept. */
+  private async network(name: NetworkName): Promise<NetworkSession> {
+    const open =
+      this.networks[name] ??
+      (await NetworkSession.open(requireFile(this.source, name), this.runtime));
+    this.networks[name] = open;
+    return open;
   }
 
-  private async textEncoder(): Promise<NetworkSession> {
-    this.textSession ??= await NetworkSession.open(
-      requireFile(this.source, 'textEncoder'),
-      this.runtime,
-    );
-    return this.textSession;
-  }
-
-  private async vaeEncoder(): Promise<NetworkSession> {
-    this.vaeEncSession ??= await NetworkSession.open(
-      requireFile(this.source, 'vaeEncoder'),
-      this.runtime,
-    );
-    return this.vaeEncSession;
-  }
-
-  private async vaeDecoder(): Promise<NetworkSession> {
-    this.vaeDecSession ??= await NetworkSession.open(
-      requireFile(this.source, 'vaeDecoder'),
-      this.runtime,
-    );
-    return this.vaeDecSession;
+  unet(): Promise<NetworkSession> {
+    return this.network('unet');
   }
 
   /** Opens every network now (so the first step is not slowed by session creation). */
   async warm(): Promise<void> {
-    await this.unet();
-    if (this.source.files.textEncoder) await this.textEncoder();
-    if (this.source.files.vaeEncoder) await this.vaeEncoder();
-    if (this.source.files.vaeDecoder) await this.vaeDecoder();
+    for (const name of NETWORK_NAMES) if (this.source.files[name]) await this.network(name);
   }
 
   /** The text encoder's hidden states for one prompt, [L, D] flattened; cached per prompt. */
@@ -114,7 +94,7 @@ export class DiffusionModel {
     const L = this.tokenizer.maxLength;
     if (cached) return { states: cached, shape: [L, cached.length / L] };
     const ids = this.tokenizer.encode(prompt);
-    const session = await this.textEncoder();
+    const session = await this.network('textEncoder');
     const out = await session.run(
       { input_ids: { data: ids, dims: [1, ids.length] } },
       'last_hidden_state',
@@ -217,7 +197,7 @@ export class DiffusionModel {
     height: number,
     width: number,
   ): Promise<{ latent: Float64Array; shape: number[] }> {
-    const session = await this.vaeEncoder();
+    const session = await this.network('vaeEncoder');
     const out = await session.run({ sample: { data: chw, dims: [1, 3, height, width] } });
     const latentSpec = this.manifest.latent;
     if (!latentSpec)
@@ -244,7 +224,7 @@ export class DiffusionModel {
     latent: Float64Array,
     shape: readonly number[],
   ): Promise<{ chw: Float32Array; height: number; width: number }> {
-    const session = await this.vaeDecoder();
+    const session = await this.network('vaeDecoder');
     const scale = this.manifest.latent?.scale ?? 1;
     const z = new Float32Array(latent.length);
     for (let i = 0; i < z.length; i++) z[i] = (latent[i] as number) / scale;
@@ -261,6 +241,6 @@ export class DiffusionModel {
 
   async dispose(): Promise<void> {
     await Promise.all(this.sessions().map((s) => s.dispose()));
-    this.unetSession = this.textSession = this.vaeEncSession = this.vaeDecSession = undefined;
+    for (const name of NETWORK_NAMES) delete this.networks[name];
   }
 }

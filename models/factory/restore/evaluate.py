@@ -136,6 +136,30 @@ def _summarise(results: dict) -> dict:
             for cond, methods in results.items()}
 
 
+def _restore_and_score(restorer: Restorer, degraded: np.ndarray, clean: np.ndarray, rng, outs: dict,
+                       results: dict, key: str, cid: str, figure: dict, focus: bool,
+                       plan: EvalPlan) -> None:
+    """Adds the restorer's outputs for one crop to the baselines in `outs` and scores them all.
+
+    At the focus level it also runs without between-step noise, averages k samples, and keeps the
+    crop's outputs for the figure."""
+    restored = restorer.run(degraded, rng, samples=max(plan.samples_averaged) if focus else 1)
+    outs["retrace"] = restored[0]
+    if focus:
+        outs["retrace-no-z"] = restorer.run(degraded, rng, deterministic=True)[0]
+        for k in plan.samples_averaged:
+            outs[f"retrace-mean{k}"] = restored[:k].mean(axis=0)
+        figure[cid] = {m: np.clip(o, 0, 1) for m, o in outs.items()} | {"clean": clean}
+    for method, out in outs.items():
+        _score(results, key, method, out, clean)
+
+
+def _log_level(log, label: str, scores: dict, t0: float) -> None:
+    log(f"eval: {label}: " + ", ".join(
+        f"{m} {np.mean(v['psnr']):.2f}" for m, v in scores.items()) +
+        f" dB ({time.time() - t0:.0f} s)")
+
+
 def evaluate_denoise(restorer: Restorer, crops, train_crops, plan: EvalPlan, log=print):
     results, figure, tuned_all = {}, {}, {}
     for si, s in enumerate(plan.sigmas):
@@ -144,7 +168,6 @@ def evaluate_denoise(restorer: Restorer, crops, train_crops, plan: EvalPlan, log
         tuned = tune_classical(train_crops, sigma, seed=plan.seed + 100 + s)
         tuned_all[key] = tuned
         focus = s == plan.focus_sigma
-        n_samples = max(plan.samples_averaged) if focus else 1
         t0 = time.time()
         for ci, (cid, clean) in enumerate(crops):
             rng = np.random.default_rng([plan.seed, 1, si, ci])
@@ -152,18 +175,8 @@ def evaluate_denoise(restorer: Restorer, crops, train_crops, plan: EvalPlan, log
             outs = {"input": noisy}
             for method in CLASSICAL:
                 outs[method] = classical(method, noisy, sigma, tuned)
-            restored = restorer.run(noisy, rng, samples=n_samples)
-            outs["retrace"] = restored[0]
-            if focus:
-                outs["retrace-no-z"] = restorer.run(noisy, rng, deterministic=True)[0]
-                for k in plan.samples_averaged:
-                    outs[f"retrace-mean{k}"] = restored[:k].mean(axis=0)
-                figure[cid] = {m: np.clip(o, 0, 1) for m, o in outs.items()} | {"clean": clean}
-            for method, out in outs.items():
-                _score(results, key, method, out, clean)
-        log(f"eval: sigma {s}: " + ", ".join(
-            f"{m} {np.mean(v['psnr']):.2f}" for m, v in results[key].items()) +
-            f" dB ({time.time() - t0:.0f} s)")
+            _restore_and_score(restorer, noisy, clean, rng, outs, results, key, cid, figure, focus, plan)
+        _log_level(log, f"sigma {s}", results[key], t0)
     return results, figure, {"classical_tuning": tuned_all}
 
 
@@ -172,7 +185,6 @@ def evaluate_lowlight(restorer: Restorer, crops, train_mean: float, plan: EvalPl
     for ei, e in enumerate(plan.exposures):
         key = f"exposure{e:g}"
         focus = e == plan.focus_exposure
-        n_samples = max(plan.samples_averaged) if focus else 1
         t0 = time.time()
         for ci, (cid, clean) in enumerate(crops):
             gen = torch.Generator().manual_seed(plan.seed * 1000 + ei * 100 + ci)
@@ -186,18 +198,8 @@ def evaluate_lowlight(restorer: Restorer, crops, train_mean: float, plan: EvalPl
                 "exposure-oracle": degrade.undo_exposure(dark_t, params)[0].permute(1, 2, 0).double().numpy(),
             }
             rng = np.random.default_rng([plan.seed, 2, ei, ci])
-            restored = restorer.run(dark, rng, samples=n_samples)
-            outs["retrace"] = restored[0]
-            if focus:
-                outs["retrace-no-z"] = restorer.run(dark, rng, deterministic=True)[0]
-                for k in plan.samples_averaged:
-                    outs[f"retrace-mean{k}"] = restored[:k].mean(axis=0)
-                figure[cid] = {m: np.clip(o, 0, 1) for m, o in outs.items()} | {"clean": clean}
-            for method, out in outs.items():
-                _score(results, key, method, out, clean)
-        log(f"eval: exposure {e:g}: " + ", ".join(
-            f"{m} {np.mean(v['psnr']):.2f}" for m, v in results[key].items()) +
-            f" dB ({time.time() - t0:.0f} s)")
+            _restore_and_score(restorer, dark, clean, rng, outs, results, key, cid, figure, focus, plan)
+        _log_level(log, f"exposure {e:g}", results[key], t0)
     return results, figure, {"auto_gamma_target_mean": round(train_mean, 4)}
 
 
