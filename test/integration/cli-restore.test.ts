@@ -1,9 +1,9 @@
 // `retrace restore` on the folders users really have, through the built command in a child
 // process: corrupt, empty and absurdly large files, non-images, spaces and non-ASCII names, nested
 // folders; then a kill in the middle of a batch and a resume with --skip-existing.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,21 +16,6 @@ const bin = path.join(root, 'bin/retrace.js');
 const fixturePack = path.join(root, 'test/fixtures/restore-pack');
 const realPack = path.join(root, 'models/packs/restore-denoise');
 let work: string;
-
-/** The child runs the compiled CLI: build it when any source is newer than the build. */
-function ensureBuilt(): void {
-  const entry = path.join(root, 'dist/electron/cli/main.js');
-  const newest = (dir: string): number =>
-    Math.max(
-      ...spawnSync('find', [dir, '-name', '*.ts'], { encoding: 'utf8' })
-        .stdout.split('\n')
-        .filter(Boolean)
-        .map((f) => statSync(f).mtimeMs),
-    );
-  if (existsSync(entry) && statSync(entry).mtimeMs >= newest(path.join(root, 'electron'))) return;
-  const r = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`build failed: ${r.stdout}${r.stderr}`);
-}
 
 function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -99,8 +84,8 @@ async function partials(dir: string): Promise<string[]> {
   return (await readdir(dir, { recursive: true })).filter((f) => f.includes('.retrace-partial'));
 }
 
+// The compiled CLI the child runs is built by test/global-setup.ts.
 beforeAll(async () => {
-  ensureBuilt();
   work = await mkdtemp(path.join(os.tmpdir(), 'retrace-restore-'));
 }, 180_000);
 afterAll(() => rm(work, { recursive: true, force: true }));

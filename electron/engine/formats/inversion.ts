@@ -6,10 +6,17 @@
 // format tag or misses a field, or belongs to another pack or another grid.
 import { createHash } from 'node:crypto';
 import { RetraceError } from '../errors.js';
+import { QUANTUM } from '../schedulers/bdia.js';
 import { parseSafetensors, readBytes, serializeSafetensors, type Tensor } from './safetensors.js';
 import { writeFileAtomic } from './atomic.js';
 
 export const INVERSION_FORMAT = 'retrace-inversion/1';
+
+/**
+ * The lattice BDIA's states live on (schedulers/bdia.ts), recorded because a replay is exact to
+ * the bit only on the lattice the inversion used.
+ */
+export const INVERSION_LATTICE = `2^${Math.log2(QUANTUM)}`;
 
 export interface InversionMeta {
   packId: string;
@@ -97,7 +104,11 @@ function checkShape(inv: Inversion): void {
 }
 
 function toMetadata(meta: InversionMeta): Record<string, string> {
-  const out: Record<string, string> = { format: INVERSION_FORMAT, method: meta.method };
+  const out: Record<string, string> = {
+    format: INVERSION_FORMAT,
+    method: meta.method,
+    lattice: INVERSION_LATTICE,
+  };
   for (const k of TEXT_FIELDS) out[k] = meta[k];
   for (const k of NUMBER_FIELDS) out[k] = String(meta[k]);
   for (const k of OPTIONAL_NUMBER_FIELDS) {
@@ -224,6 +235,15 @@ export function parseInversion(
     throw new RetraceError(
       'BAD_FILE',
       `${file}: inversion method ${JSON.stringify(method)} is not "bdia"`,
+    );
+  }
+  const lattice = metadata.lattice;
+  if (lattice !== INVERSION_LATTICE) {
+    throw new RetraceError(
+      'BAD_FILE',
+      lattice === undefined
+        ? `${file}: inversion metadata has no "lattice" field: it was made by an earlier Retrace whose replays were exact only to ~1e-15, not to the bit; invert the photo again`
+        : `${file}: inversion states are on lattice ${lattice}, this Retrace replays exactly on ${INVERSION_LATTICE}`,
     );
   }
   let levels: unknown;

@@ -1,8 +1,8 @@
 // Editing a real photo with BDIA (ALGORITHMS.md §1): `invertImage` walks the photo's latent up to
 // noise with the source prompt and keeps the pair (z_M, z_{M−1}); `replayInversion` walks a pair
-// back down with any prompt — the same prompt gives back the source latent to ~1e-15, another
-// prompt is the edit; `roundtrip` does both and measures the error, for BDIA or, as the inexact
-// baseline, naive DDIM inversion.
+// back down with any prompt — the same prompt gives back the source latent bit for bit
+// (docs/exactness.md), another prompt is the edit; `roundtrip` does both and measures the error,
+// for BDIA or, as the inexact baseline, naive DDIM inversion.
 import { invertParamsSchema, roundtripParamsSchema } from '../../contract/jobs.js';
 import type { InvertParams, RoundtripParams } from '../../contract/jobs.js';
 import { RetraceError } from '../errors.js';
@@ -57,7 +57,10 @@ export interface InversionState extends BdiaPair {
 
 export interface InvertOutput {
   inversion: InversionState;
-  /** The source latent x (scaled), for the round-trip check. */
+  /**
+   * The source latent x (scaled) as the inversion used it, rounded to BDIA's lattice (≤ 4.6e-13
+   * away from the VAE's output): a replay with the source prompt returns exactly this.
+   */
   latent: Float64Array;
   nfe: number;
   seconds: number;
@@ -194,7 +197,7 @@ export async function invertImage(
       width: image.width,
       height: image.height,
     },
-    latent,
+    latent: pair.source,
     nfe: pair.nfe,
     seconds: secondsSince(started),
   };

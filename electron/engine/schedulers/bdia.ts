@@ -1,6 +1,15 @@
 // BDIA-DDIM (Zhang, Lewis, Kleijn, ECCV 2024; ALGORITHMS.md §1): DDIM made exactly invertible by
 // coupling three consecutive states, z_{k−1} = γ·z_{k+1} + G_k(z_k). Sampling, inversion and
 // replay from a stored pair, one network call per step.
+//
+// Exact to the bit, not to ~1e-15: in plain float64, γ·((a − g)/γ) + g is not always a, so a
+// replay's states differ from the inversion's in the last bits, and now and then one of them
+// rounds to another float32 on its way into the network (measured: 3–5 % of round trips on the
+// tiny SD fixture ended ~5e-7 away). The states therefore live on a fixed-point lattice, integer
+// multiples of QUANTUM, where the replay's update is exact integer arithmetic: the coupling term
+// is rounded to the lattice, R(γ·z_{k+1}) is rounded to it, and their sum is exact. Rounding γ·u
+// is many-to-one and monotone for γ ≤ 1, so the inversion can always pick a lattice z_{k+1} with
+// R(γ·z_{k+1}) = z_{k−1} − R(G_k) exactly. Both directions then see bit-identical states.
 import { RetraceError } from '../errors.js';
 import { ddimMap, toEpsilon } from './ddim.js';
 import {
@@ -18,6 +27,51 @@ import { sampleVariance, shiftedTimestep } from './time-shift.js';
 
 /** Below this γ, inversion errors grow like (1/γ)^M; inversion refuses it unless told otherwise. */
 export const MIN_INVERSION_GAMMA = 0.85;
+
+/**
+ * The lattice step of BDIA states, 2^−40 (≈ 9.1e-13): far below float32's resolution, so the
+ * network never notices it. A state is exact while |z| ≤ LATTICE_RANGE (2^12), where every
+ * lattice value and the sum of two of them are integers times QUANTUM below 2^53.
+ */
+export const QUANTUM = 2 ** -40;
+export const LATTICE_RANGE = 2 ** 12;
+const INV_QUANTUM = 2 ** 40;
+
+/** The lattice point nearest to v (exact: scaling by powers of two loses nothing). */
+function onLattice(v: number): number {
+  return Math.round(v * INV_QUANTUM) * QUANTUM;
+}
+
+/** `values` rounded to the lattice, in place; a value outside the exact range is refused. */
+function toLattice(values: Float64Array, what: string): Float64Array {
+  for (let i = 0; i < values.length; i++) values[i] = checkedLattice(values[i] as number, what);
+  return values;
+}
+
+function checkedLattice(v: number, what: string): number {
+  if (!(Math.abs(v) <= LATTICE_RANGE)) {
+    throw new RetraceError(
+      'RUNTIME',
+      `BDIA: ${what} reached ${v}, outside the exact range ±${LATTICE_RANGE} ` +
+        '(a network returned non-finite values, or a small gamma made the states diverge)',
+    );
+  }
+  return onLattice(v);
+}
+
+/**
+ * The lattice point u with R(γ·u) = t exactly (t on the lattice, 0 < γ ≤ 1). R(γ·u) is monotone
+ * in u and moves by at most one lattice step per step of u, so such a u exists next to t/γ.
+ */
+function latticePreimage(t: number, gamma: number, what: string): number {
+  let u = checkedLattice(t / gamma, what);
+  for (let tries = 0; tries < 64; tries++) {
+    const back = onLattice(gamma * u);
+    if (back === t) return u;
+    u += back < t ? QUANTUM : -QUANTUM;
+  }
+  throw new RetraceError('RUNTIME', `BDIA: no lattice preimage of ${t} under gamma ${gamma}`);
+}
 
 export interface BdiaOptions extends LoopOptions {
   /** γ ∈ [0, 1]: the weight of z_{k+1}; 0 is DDIM (not invertible). */
@@ -39,13 +93,15 @@ export interface BdiaInversionOptions extends BdiaOptions {
   onWarning?: (message: string) => void;
 }
 
-/** The pair an inversion stores and a replay starts from: (z_M, z_{M−1}). */
+/** The pair an inversion stores and a replay starts from: (z_M, z_{M−1}), on the lattice. */
 export interface BdiaPair {
   top: Float64Array;
   next: Float64Array;
 }
 
 export interface BdiaInversionResult extends BdiaPair {
+  /** The start state x as the inversion used it (rounded to the lattice): what a replay returns. */
+  source: Float64Array;
   nfe: number;
 }
 
@@ -60,9 +116,9 @@ function checkGamma(gamma: number, lowest: number): void {
 
 /**
  * G_k(z) = φ(z, ε_k; λ_k→λ_{k−1}) − γ·φ(z, ε_k; λ_k→λ_{k+1}) with ε_k = ε̂(z, λ_k) (or, with a
- * Time-Shift, ε̂(z, τ) and τ in place of λ_k), row by row, written into `g`. One network call.
- * Both maps are evaluated inline with the same operations, in the same order, as `ddimMap`
- * (x̂0 = (z − σ·ε)/a, then a'·x̂0 + σ'·ε), so the values are those of the two-map definition.
+ * Time-Shift, ε̂(z, τ) and τ in place of λ_k), row by row, rounded to the lattice and written
+ * into `g`. One network call. Both maps are evaluated inline with the same operations, in the
+ * same order, as `ddimMap` (x̂0 = (z − σ·ε)/a, then a'·x̂0 + σ'·ε).
  */
 async function coupling(
   schedule: NoiseSchedule,
@@ -107,16 +163,19 @@ async function coupling(
     for (let i = b * n, end = (b + 1) * n; i < end; i++) {
       const e = eps[i] as number;
       const x0 = ((z[i] as number) - sFrom * e) / aFrom;
-      g[i] = aBelow * x0 + sBelow * e - gamma * (aAbove * x0 + sAbove * e);
+      g[i] = checkedLattice(
+        aBelow * x0 + sBelow * e - gamma * (aAbove * x0 + sAbove * e),
+        `the coupling term at level ${level}`,
+      );
     }
   }
   return g;
 }
 
 /**
- * z_{k−1} = γ·z_{k+1} + G_k(z_k) for k = from … 1; returns z_0. Three state buffers rotate (the
- * caller hands over `above` and `current`, which this overwrites), so a step allocates nothing
- * beyond the network's output.
+ * z_{k−1} = R(γ·z_{k+1}) + R(G_k(z_k)) for k = from … 1 (lattice states, exact sums); returns
+ * z_0. Three state buffers rotate (the caller hands over `above` and `current`, lattice values
+ * it owns, which this overwrites), so a step allocates nothing beyond the network's output.
  */
 async function descend(
   schedule: NoiseSchedule,
@@ -134,7 +193,9 @@ async function descend(
   const gamma = options.gamma;
   for (let k = from; k >= 1; k--) {
     await coupling(schedule, z, levels, k, network, options, g);
-    for (let i = 0; i < z.length; i++) spare[i] = gamma * (zAbove[i] as number) + (g[i] as number);
+    const what = `the state at level ${levels[k - 1]}`;
+    for (let i = 0; i < z.length; i++)
+      spare[i] = checkedLattice(onLattice(gamma * (zAbove[i] as number)) + (g[i] as number), what);
     [zAbove, z, spare] = [z, spare, zAbove];
   }
   return z;
@@ -178,8 +239,8 @@ export async function sampleBdia(
   const next = ddimMap(z, e, alphaBar, alphaBarAt(schedule, levels[top - 1] as number));
   const sample = await descend(
     schedule,
-    Float64Array.from(z),
-    next,
+    toLattice(Float64Array.from(z), 'the initial noise'),
+    toLattice(next, `the state at level ${levels[top - 1]}`),
     levels,
     top - 1,
     network,
@@ -189,10 +250,11 @@ export async function sampleBdia(
 }
 
 /**
- * Exact inversion of a clean latent `x` at λ_0 = λ_1 (start pair (x, x); the network call at λ_0
- * would be pointless): z_{k+1} = (z_{k−1} − G_k(z_k))/γ for k = 1 … M−1. Returns the pair to
- * store, (z_M, z_{M−1}); NFE = M − 1. γ below {@link MIN_INVERSION_GAMMA} is refused unless
- * `allowLowGamma` is set.
+ * Exact inversion of a clean latent `x` at λ_0 = λ_1 (start pair (x, x), x rounded to the
+ * lattice; the network call at λ_0 would be pointless): z_{k+1} = the lattice point with
+ * R(γ·z_{k+1}) = z_{k−1} − R(G_k(z_k)), for k = 1 … M−1. Returns the pair to store,
+ * (z_M, z_{M−1}), and the rounded x a replay gives back bit for bit; NFE = M − 1. γ below
+ * {@link MIN_INVERSION_GAMMA} is refused unless `allowLowGamma` is set.
  */
 export async function invertBdia(
   schedule: NoiseSchedule,
@@ -215,24 +277,26 @@ export async function invertBdia(
   }
   const top = levels.length - 1;
   const network = new NetworkCalls(eps, top - 1, options);
-  let zBelow: Float64Array = Float64Array.from(x);
-  let z: Float64Array = Float64Array.from(x);
+  const source = toLattice(Float64Array.from(x), 'the source latent');
+  let zBelow: Float64Array = Float64Array.from(source);
+  let z: Float64Array = Float64Array.from(source);
   let spare: Float64Array = new Float64Array(x.length);
   const g = new Float64Array(x.length);
   const gamma = options.gamma;
   for (let k = 1; k < top; k++) {
     await coupling(schedule, z, levels, k, network, options, g);
+    const what = `the state at level ${levels[k + 1]}`;
     for (let i = 0; i < z.length; i++)
-      spare[i] = ((zBelow[i] as number) - (g[i] as number)) / gamma;
+      spare[i] = latticePreimage((zBelow[i] as number) - (g[i] as number), gamma, what);
     [zBelow, z, spare] = [z, spare, zBelow];
   }
-  return { top: z, next: zBelow, nfe: network.count };
+  return { top: z, next: zBelow, source, nfe: network.count };
 }
 
 /**
  * Sampling from a stored pair (z_M, z_{M−1}): k = M−1 … 1, no bootstrap step, the first network
  * call at λ_{M−1}. With the inversion's levels, γ, network and conditioning it returns the
- * inverted latent; with another prompt it is the edit. NFE = M − 1.
+ * inverted (lattice) latent bit for bit; with another prompt it is the edit. NFE = M − 1.
  */
 export async function replayBdia(
   schedule: NoiseSchedule,
@@ -250,8 +314,8 @@ export async function replayBdia(
   const network = new NetworkCalls(eps, top - 1, options);
   const sample = await descend(
     schedule,
-    Float64Array.from(pair.top),
-    Float64Array.from(pair.next),
+    toLattice(Float64Array.from(pair.top), 'the stored z_M'),
+    toLattice(Float64Array.from(pair.next), 'the stored z_M−1'),
     levels,
     top - 1,
     network,

@@ -188,18 +188,34 @@ describe('inversion files', () => {
     );
   });
 
-  it('refuses a file with a missing field, naming it', async () => {
-    // Built by hand the way a careless tool would: valid hashes, but no prompt.
-    const inv = sample();
-    const file = path.join(dir, 'missing.inversion.safetensors');
-    await writeInversion(file, inv);
+  /** Rewrites a file's metadata the way a careless tool would: valid hashes, `edit` applied. */
+  async function rewriteMetadata(file: string, edit: (m: Record<string, string>) => void) {
     const st = await readSafetensors(file);
-    const { prompt: _p, metaSha256: _m, ...rest } = st.metadata;
+    const { metaSha256: _m, ...rest } = st.metadata;
+    edit(rest);
     const { createHash } = await import('node:crypto');
     const entries = Object.entries(rest).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     const metaSha256 = createHash('sha256').update(JSON.stringify(entries)).digest('hex');
     await writeSafetensors(file, st.tensors, { ...rest, metaSha256 });
+  }
+
+  it('refuses a file with a missing field, naming it', async () => {
+    const file = path.join(dir, 'missing.inversion.safetensors');
+    await writeInversion(file, sample());
+    await rewriteMetadata(file, (m) => delete m.prompt);
     await expect(readInversion(file)).rejects.toThrow('inversion metadata has no "prompt" field');
+  });
+
+  it('records the BDIA lattice, and refuses a file made on none or on another', async () => {
+    const file = path.join(dir, 'lattice.inversion.safetensors');
+    await writeInversion(file, sample());
+    expect((await readSafetensors(file)).metadata.lattice).toBe('2^-40');
+    await rewriteMetadata(file, (m) => delete m.lattice);
+    await expect(readInversion(file)).rejects.toThrow(
+      /no "lattice" field: .*exact only to ~1e-15.*invert the photo again/,
+    );
+    await rewriteMetadata(file, (m) => (m.lattice = '2^-30'));
+    await expect(readInversion(file)).rejects.toThrow(/on lattice 2\^-30, .* exactly on 2\^-40/);
   });
 
   it('refuses another pack, another unet, another grid, with both sides named', async () => {
