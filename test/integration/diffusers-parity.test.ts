@@ -25,7 +25,7 @@ function f64(t: Tensor | undefined): Float64Array {
 
 describe("step-for-step parity with diffusers' DDIM schedulers (tiny-eps.onnx)", () => {
   for (const name of ['eta0', 'eta1', 'vpred', 'inverse']) {
-    it(`ddim-${name}: every state within 1e-6 of diffusers (float64 tables), NFE = steps`, async () => {
+    it(`ddim-${name}: every state matches diffusers' float64 to float64 rounding, the network its recorded output to float32 rounding, NFE = steps`, async () => {
       const file = await readSafetensors(
         path.resolve(`test/fixtures/diffusers/tiny-eps-ddim-${name}.safetensors`),
       );
@@ -53,7 +53,14 @@ describe("step-for-step parity with diffusers' DDIM schedulers (tiny-eps.onnx)",
       const text = new Float32Array([...uncond, ...cond]);
       const fed: Float64Array[] = [];
       const timesteps: number[] = [];
+      // The samplers are fed the guided outputs diffusers recorded (float64), so the states can be
+      // compared with diffusers' to float64 rounding on any CPU; the network is still run on
+      // every state and checked against the recorded output within float32 rounding (below).
+      const recorded = f64(file.tensors.get('model_output_f64'));
+      let networkWorst = 0;
+      let outputScale = 0;
       const eps: NoiseEstimator = async (z, t) => {
+        const k = fed.length;
         fed.push(Float64Array.from(z));
         timesteps.push(t[0] as number);
         const out = await session.run(
@@ -64,7 +71,11 @@ describe("step-for-step parity with diffusers' DDIM schedulers (tiny-eps.onnx)",
           },
           'out_sample',
         );
-        return combineGuidance(Float64Array.from(out.data), guidance);
+        const own = recorded.subarray(k * n, (k + 1) * n);
+        const guided = combineGuidance(Float64Array.from(out.data), guidance);
+        networkWorst = Math.max(networkWorst, maxAbsDiff(guided, own));
+        outputScale = Math.max(outputScale, ...Array.from(out.data, Math.abs));
+        return Float64Array.from(own);
       };
       const start = states.subarray(0, n);
       let result: Float64Array;
@@ -99,12 +110,23 @@ describe("step-for-step parity with diffusers' DDIM schedulers (tiny-eps.onnx)",
       );
       worst = Math.max(worst, maxAbsDiff(result, states.subarray(steps * n)));
       const shipped = f64(file.tensors.get('prev_sample')).subarray((steps - 1) * n);
+      // Float32 network outputs from two runtimes (or two CPUs' kernels) differ by a few units
+      // in the last place of each of the two branches; guidance g multiplies a branch difference
+      // by up to 1 + 2g. 64 ulps of the largest output covers any kernel's summation order for
+      // this network (a few dozen terms per output).
+      const networkBound = 64 * 2 ** -23 * outputScale * (1 + 2 * guidance);
+      // Float64 states after 20 steps of a few operations each, values of order 1.
+      const stateBound = 1e-12;
       console.log(
-        `ddim-${name}: max |state − diffusers float64| ${worst.toExponential(2)}; ` +
+        `ddim-${name}: max |state − diffusers float64| ${worst.toExponential(2)} (≤ ${stateBound}); ` +
+          `network vs recorded output ${networkWorst.toExponential(2)} (≤ ${networkBound.toExponential(2)}); ` +
           `final vs diffusers as shipped (float32) ${maxAbsDiff(result, shipped).toExponential(2)}`,
       );
-      expect(worst).toBeLessThanOrEqual(1e-6);
-      expect(maxAbsDiff(result, shipped)).toBeLessThan(1e-5);
+      expect(worst).toBeLessThanOrEqual(stateBound);
+      expect(networkWorst).toBeLessThanOrEqual(networkBound);
+      // diffusers itself keeps float32 states: its result differs from the float64 one by
+      // float32 rounding accumulated over the steps (20 steps × a few ulps of values of order 1).
+      expect(maxAbsDiff(result, shipped)).toBeLessThan(20 * 8 * 2 ** -23 * 4);
     });
   }
 });
