@@ -2,6 +2,7 @@
 normalisers, branch selection, the progressive stage schedule, LoRA merging, branched sampling."""
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -39,6 +40,8 @@ def test_grid_is_the_engines_and_its_last_step_is_the_identity(model):
     z, e = torch.randn(2, 4, 16, 16), torch.randn(2, 4, 16, 16)
     out, lp = ddim_step(z, e, grid.alpha_bar[-1:].expand(2), grid.alpha_bar_prev[-1:].expand(2),
                         sig[-1:].expand(2), noise=torch.randn_like(z))
+    # ᾱ = ᾱ_prev: z − √(1−ᾱ)ε and back, ~6 float32 roundings of values <= |z| + |√(1−ᾱ)ε| <=
+    # |z| + 0.15: <= 6 * 2^-24 * (|z| + 0.15) < atol 1e-6 + rtol 1e-5 * |z| (measured 1.2e-7).
     assert torch.allclose(out, z, atol=1e-6) and torch.equal(lp, torch.zeros(2))
 
 
@@ -50,13 +53,19 @@ def test_log_prob_of_a_sample_under_its_own_step_is_the_averaged_gaussian_densit
     x, lp = ddim_step(z, eps, a, p, sig, noise=noise)
     # Its own noise gives −n²/2 − log σ − ½ log 2π per element, averaged.
     expected = (-noise**2 / 2).mean((1, 2, 3)) - torch.log(sig).float() - 0.5 * math.log(2 * math.pi)
+    # lp recovers the noise as (x − μ)/σ from the float32 x = μ + σn: off by <= 2^-24 * |x| / σ
+    # <= 6e-8 * 4 / 0.29 = 8e-7, so n²/2 by <= |n| * 8e-7 = 3e-6 per element; averaging 256
+    # terms (<= 6) rounds by ~8 * 2^-24 * 6 = 3e-6. Worst case 6e-6 < 1e-5 (measured 1.2e-7).
     assert torch.allclose(lp, expected, atol=1e-5)
-    # Scoring the stored sample gives the same value, and equals torch's Normal density.
+    # Scoring the stored sample repeats the sampling step's float ops on the same values: the
+    # same bits.
     _, again = ddim_step(z, eps, a, p, sig, prev_sample=x)
-    assert torch.allclose(again, lp, atol=1e-6)
+    assert torch.equal(again, lp)
     x0 = (z - torch.sqrt(1 - a).float().view(-1, 1, 1, 1) * eps) / torch.sqrt(a).float().view(-1, 1, 1, 1)
     mean = torch.sqrt(p).float().view(-1, 1, 1, 1) * x0 + torch.sqrt(1 - p - sig**2).float().view(-1, 1, 1, 1) * eps
     normal = torch.distributions.Normal(mean, sig.float().view(-1, 1, 1, 1))
+    # The same float32 formula with its constants folded differently: a few ulps of terms <= 6,
+    # ~2e-6, inside 1e-5 (measured 0).
     assert torch.allclose(normal.log_prob(x).mean((1, 2, 3)), lp, atol=1e-5)
     # A sample far from the mean is less likely.
     _, far = ddim_step(z, eps, a, p, sig, prev_sample=x + 3 * sig.float().view(-1, 1, 1, 1))
@@ -68,6 +77,7 @@ def test_ppo_clip_at_ratio_one_is_the_policy_gradient_and_clips_beyond():
     adv = torch.tensor([1.0, -2.0, 7.0, -9.0])
     loss = ppo_clip_loss(lp, torch.zeros(4), adv, clip=0.1)
     clipped_adv = torch.tensor([1.0, -2.0, 5.0, -5.0])  # advantages clipped to ±5
+    # Sums of small integers over 4: exact in float32, so pytest's default rel 1e-6 is only slack.
     assert loss.item() == pytest.approx(-clipped_adv.mean().item())
     loss.backward()
     assert torch.allclose(lp.grad, -clipped_adv / 4)
@@ -80,6 +90,7 @@ def test_ppo_clip_at_ratio_one_is_the_policy_gradient_and_clips_beyond():
 def test_stage_window_z_score_uses_this_and_up_to_eight_previous_stages():
     zs = StageWindowZScore(history=8)
     z = zs.update(["a"] * 5, np.array([1, 0, 0, 0, 0]))
+    # float64 means and stds of <= 6 values: ~1e-15 relative; rel 1e-6 is slack, not a measurement.
     assert z[0] == pytest.approx((1 - 0.2) / np.std([1, 0, 0, 0, 0], ddof=1), rel=1e-6)
     assert z[1] == pytest.approx((0 - 0.2) / np.std([1, 0, 0, 0, 0], ddof=1), rel=1e-6)
     # No spread within the pool → no signal; a prompt seen once → no signal.
@@ -101,6 +112,7 @@ def test_ddpo_tracker_uses_the_batch_until_a_prompt_has_min_count_rewards():
     tr = PerPromptStatTracker(buffer_size=4, min_count=4)
     adv = tr.update(["a", "a", "b", "b"], np.array([1.0, 0.0, 1.0, 1.0]))
     batch = np.array([1.0, 0.0, 1.0, 1.0])
+    # float64 statistics of 4 values (~1e-16); pytest's default rel 1e-6 is slack.
     assert adv[0] == pytest.approx((1 - batch.mean()) / (batch.std() + 1e-6))
     adv = tr.update(["a", "a"], np.array([1.0, 1.0]))  # "a" now has 4: its own buffer 1,0,1,1
     buf = np.array([1.0, 0.0, 1.0, 1.0])
@@ -131,13 +143,21 @@ def test_progressive_schedule_grows_from_s_min_to_all_steps():
         split_steps(0, 10, 21, 20)
 
 
-def test_branches_share_their_trunk_and_stored_log_probs_are_recomputed(model):
+def test_branches_share_their_trunk_and_stored_log_probs_are_recomputed(model, float64):
+    # In float64: step_log_prob evaluates the 30 stored steps in one batch, the sampler in batches
+    # of 4 and 12 (guided), and float32 ε differs between batch shapes by ~1e-6 (times up to 7
+    # with guidance 3); the last trainable step (σ = 0.029) divides that into the log-density:
+    # measured 5e-7 on one thread, 0 on two, ~1e-4 in the worst case. In float64 the same path is
+    # ~1e-12 * 0.5 / 0.029 = 2e-11 apart, so 1e-5 fails only on a real mismatch.
+    model = float64(copy.deepcopy(model))
     grid = make_grid(model.alphas_cumprod, 6)
     with torch.no_grad():
         cond = model.encode_text(model.tokenize(["a red circle", "a blue square above a red circle"]))
         uncond = model.encode_text(model.tokenize([""]))
     gen = torch.Generator().manual_seed(0)
-    traj = sample(model, grid, cond, uncond, 3.0, 1.0, gen, branch_at=2, branches=3)
+    initial = torch.randn((2, 4, 16, 16), generator=gen, dtype=torch.float64)
+    traj = sample(model, grid, cond, uncond, 3.0, 1.0, gen, branch_at=2, branches=3,
+                  initial=initial)
     assert traj.latents.shape == (6, 7, 4, 16, 16) and traj.rows.tolist() == [0, 0, 0, 1, 1, 1]
     trunk = traj.latents[:3, :3]
     assert torch.equal(trunk[0], trunk[1]) and torch.equal(trunk[0], trunk[2])
@@ -162,13 +182,18 @@ def test_lora_starts_at_the_base_and_merges_to_the_same_function():
     assert params and all(p.requires_grad for p in params)
     assert not any(p.requires_grad for n, p in m.unet.named_parameters() if "base" in n)
     with torch.no_grad():
-        assert torch.allclose(m.eps(z, t, c), before, atol=1e-6)
+        # B = 0: each adapted projection adds exact zeros to the same base output.
+        assert torch.equal(m.eps(z, t, c), before)
         for p in params:
             p.add_(torch.randn_like(p) * 0.1)
         adapted = m.eps(z, t, c)
     assert not torch.allclose(adapted, before, atol=1e-4)
     state = adapter_state(m.unet)
     merge(m.unet)
+    # Only the 56 adapted projections compute differently (W'x with W' rounded once to float32, vs
+    # Wx + s·B(Ax)): ~2^-24 * sqrt(16) = 2.4e-7 relative per output of their 16-term sums; over
+    # the 56, ~sqrt(56) * 2.4e-7 = 1.8e-6 relative, 2.5e-6 at |eps| <= 1.4, against atol 1e-5 +
+    # rtol 1e-5 * |eps| (measured 1.2e-6).
     with torch.no_grad():
         assert torch.allclose(m.eps(z, t, c), adapted, atol=1e-5)
     # The saved adapter applied to a fresh base gives bit-identical merged weights.
@@ -202,6 +227,7 @@ def test_summary_compares_at_equal_queries_and_checks_the_goals(tmp_path):
     # DDPO stopped at 100 queries (time cap): the comparison happens there.
     _history(tmp_path, "ddpo", 0, [(0, 0.1), (100, 0.15)], 0.15, pixel=0.2)
     s = summarize(tmp_path, lambda _: None, plot=False)
+    # Means, differences and ratios of the float64 numbers above: ~1e-16; default rel 1e-6.
     assert s["equal_queries"]["queries"] == 100
     assert s["equal_queries"]["b2"]["heldout_two@eta0"]["mean"] == pytest.approx(0.25)
     g = s["goals"]
