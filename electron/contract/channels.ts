@@ -14,12 +14,38 @@ import {
 const filePath = z.string().min(1).max(4096);
 const jobId = z.string().regex(/^job-[a-z0-9-]{1,64}$/);
 
+/**
+ * Over IPC a job names its model by pack id only: a folder path would load ONNX files from
+ * anywhere, past `packs:import`'s checks. (The CLI, run by the user, still takes folders.)
+ */
+export const packIdSchema = z
+  .string()
+  .regex(
+    /^[a-z0-9][a-z0-9._-]{0,63}$/,
+    'must be a pack id (a-z 0-9 . _ -), not a path; import a folder on the Models view first',
+  );
+
 export const jobRequestSchema = z.discriminatedUnion('kind', [
-  z.strictObject({ kind: z.literal('generate'), params: generateParamsSchema }),
-  z.strictObject({ kind: z.literal('invert'), params: invertParamsSchema }),
-  z.strictObject({ kind: z.literal('replay'), params: replayParamsSchema }),
-  z.strictObject({ kind: z.literal('roundtrip'), params: roundtripParamsSchema }),
-  z.strictObject({ kind: z.literal('restore'), params: restoreParamsSchema }),
+  z.strictObject({
+    kind: z.literal('generate'),
+    params: generateParamsSchema.extend({ model: packIdSchema }),
+  }),
+  z.strictObject({
+    kind: z.literal('invert'),
+    params: invertParamsSchema.extend({ model: packIdSchema }),
+  }),
+  z.strictObject({
+    kind: z.literal('replay'),
+    params: replayParamsSchema.extend({ model: packIdSchema.optional() }),
+  }),
+  z.strictObject({
+    kind: z.literal('roundtrip'),
+    params: roundtripParamsSchema.extend({ model: packIdSchema }),
+  }),
+  z.strictObject({
+    kind: z.literal('restore'),
+    params: restoreParamsSchema.extend({ model: packIdSchema }),
+  }),
 ]);
 export type JobRequest = z.input<typeof jobRequestSchema>;
 export type JobKind = JobRequest['kind'];
@@ -161,6 +187,14 @@ export const eventChannels = {
   }),
 } as const;
 export type EventChannel = keyof typeof eventChannels;
+
+/**
+ * Preload → main, never reachable from the page: the paths of files the user really dropped on
+ * the window (a trusted drop event; the paths come from Electron's webUtils in the preload's
+ * isolated world). It is not an invoke channel, so `window.retrace.invoke` cannot name it.
+ */
+export const DROP_REPORT_CHANNEL = 'grants:dropped';
+export const dropReportSchema = z.array(filePath).min(1).max(1000);
 
 export function isInvokeChannel(name: unknown): name is InvokeChannel {
   return typeof name === 'string' && Object.prototype.hasOwnProperty.call(invokeChannels, name);

@@ -2,7 +2,7 @@
 // id, models opened once and kept, and every job as `validate → pipeline → write files`.
 // Pipelines compute; this module decides where results go, writes them atomically with their
 // parameters, and never overwrites a source.
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import {
   replayParamsSchema,
@@ -156,6 +156,24 @@ function workingSize(pack: LoadedPack, width: number, height: number) {
   return fitToMultiple(width * scale, height * scale, pack.manifest.resolution.multipleOf);
 }
 
+/** The most of a model card sent to the window: a card is prose and tables, not a payload. */
+export const MAX_CARD_BYTES = 256 * 1024;
+
+/** A model card's text, cut at MAX_CARD_BYTES (on a line break) with a note saying so. */
+export async function readCard(file: string): Promise<string> {
+  const handle = await open(file, 'r');
+  try {
+    const buffer = Buffer.alloc(MAX_CARD_BYTES + 1);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    if (bytesRead <= MAX_CARD_BYTES) return buffer.subarray(0, bytesRead).toString('utf8');
+    const text = buffer.subarray(0, MAX_CARD_BYTES).toString('utf8');
+    const cut = text.lastIndexOf('\n');
+    return `${cut > 0 ? text.slice(0, cut) : text}\n\n*(card cut at ${MAX_CARD_BYTES / 1024} KiB)*\n`;
+  } finally {
+    await handle.close();
+  }
+}
+
 export class Engine {
   private readonly registry: PackRegistry;
   private runtime: { provider?: ProviderPreference; threads?: number };
@@ -193,7 +211,7 @@ export class Engine {
     if (!entry.ok) return { ...entry, manifest: undefined };
     const pack = await this.registry.get(id);
     const details: PackDetails = { ...entry, manifest: pack.manifest };
-    if (pack.cardFile) details.card = await readFile(pack.cardFile, 'utf8');
+    if (pack.cardFile) details.card = await readCard(pack.cardFile);
     if (pack.evalFile) details.eval = JSON.parse(await readFile(pack.evalFile, 'utf8')) as unknown;
     return details;
   }

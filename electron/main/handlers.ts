@@ -2,11 +2,13 @@
 // injected: the app passes its real dialogs, the e2e bridge passes scripted ones, so the browser
 // tests run exactly this code — grants, path checks, settings, recent files — against the real
 // engine host.
+import { constants as fsConstants } from 'node:fs';
 import { copyFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { JobRequest, Settings } from '../contract/channels.js';
 import type { Grants } from './grants.js';
 import type { Handlers } from './ipc.js';
+import { normalisePath } from './protocol.js';
 import type { AppState } from './state.js';
 
 export interface Dialogs {
@@ -59,8 +61,8 @@ export function createHandlers(d: HandlerDeps): Handlers {
       return engine.request('packs:import', r);
     },
     'jobs:start': (r) => {
-      const bad = grants.refusedPath(r as JobRequest);
-      if (bad) refuse('jobs:start', bad);
+      const why = grants.refusal(r as JobRequest);
+      if (why) throw new Error(`jobs:start: ${why}`);
       if (r.kind === 'restore') grants.addOutputFolder(r.params.outputDir);
       return engine.request('jobs:start', r);
     },
@@ -68,6 +70,15 @@ export function createHandlers(d: HandlerDeps): Handlers {
     'jobs:list': () => engine.request('jobs:list', {}),
     'settings:get': () => state.settings,
     'settings:set': async (r) => {
+      // The output folder becomes readable and writable at every start, so only a folder the
+      // user chose (dialog or drop) may be stored, and it is stored as its real path.
+      if (r.outputDir !== undefined) {
+        if (!grants.isUserFolder(r.outputDir))
+          throw new Error(
+            `settings:set: outputDir ${r.outputDir} was not chosen in a folder dialog in this session`,
+          );
+        r = { ...r, outputDir: normalisePath(r.outputDir) ?? r.outputDir };
+      }
       const settings = state.updateSettings(r);
       grants.addOutputFolder(d.outputRoot());
       const patch: EngineSettings = {
@@ -120,7 +131,9 @@ export function createHandlers(d: HandlerDeps): Handlers {
       if (!grants.takeSaveTarget(r.destination)) refuse('files:copy', r.destination);
       const temp = `${r.destination}.retrace-partial`;
       try {
-        await copyFile(r.source, temp);
+        // A stale partial (or a link planted in its place) is removed, never written through.
+        await rm(temp, { force: true });
+        await copyFile(r.source, temp, fsConstants.COPYFILE_EXCL);
         await rename(temp, r.destination);
       } catch (err) {
         await rm(temp, { force: true });
@@ -129,10 +142,11 @@ export function createHandlers(d: HandlerDeps): Handlers {
       return { path: r.destination };
     },
     'files:openImage': async (r) => {
-      // A dropped file: the renderer learnt its path from the drop (webUtils.getPathForFile);
-      // the engine refuses anything that is not a readable image.
+      // A dropped file (granted when the preload reported the drop) or a recent file chosen in
+      // main's menu; a path the page merely names is refused. The engine then refuses anything
+      // that is not a readable image.
+      if (!grants.canRead(r.path)) refuse('files:openImage', r.path);
       const ref = await engine.request('files:openImage', r);
-      grants.addPickedFile(r.path);
       remember(r.path);
       return ref;
     },

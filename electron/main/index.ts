@@ -9,7 +9,6 @@ import {
   Menu,
   protocol,
   session,
-  shell,
   utilityProcess,
   type OpenDialogOptions,
 } from 'electron';
@@ -19,11 +18,16 @@ import { eventChannels, imageUrlFor } from '../contract/channels.js';
 import { EngineProcess, type ChildLike } from './engine-process.js';
 import { Grants } from './grants.js';
 import { createHandlers, type Dialogs } from './handlers.js';
-import { registerIpc } from './ipc.js';
+import { registerDropReports, registerIpc } from './ipc.js';
 import { menuTemplate, type MenuCommand } from './menu.js';
 import { registerProtocols, SCHEME_PRIVILEGES } from './protocol.js';
 import { AppState } from './state.js';
-import { APP_ENTRY, installNavigationGuards, mainWindowOptions } from './windows.js';
+import {
+  APP_ENTRY,
+  denyAllPermissions,
+  installNavigationGuards,
+  mainWindowOptions,
+} from './windows.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 // dist/electron/main → the repository (or app.asar) root.
@@ -136,7 +140,7 @@ function createWindow(): void {
       ...(bounds ? { bounds } : {}),
     }),
   );
-  installNavigationGuards(window.webContents, (url) => void shell.openExternal(url));
+  installNavigationGuards(window.webContents);
   if (bounds?.maximized) window.maximize();
   window.once('ready-to-show', () => window?.show());
   const saveBounds = () => {
@@ -153,17 +157,15 @@ function createWindow(): void {
 app.enableSandbox();
 
 // Every web contents, not only the main window's, gets the same navigation and window.open rules.
-app.on('web-contents-created', (_event, contents) =>
-  installNavigationGuards(contents, (url) => void shell.openExternal(url)),
-);
+app.on('web-contents-created', (_event, contents) => installNavigationGuards(contents));
 
 void app.whenReady().then(() => {
   registerProtocols(protocol, rendererRoot, grants.read);
-  // Nothing in the app needs the camera, the microphone, notifications or geolocation.
-  session.defaultSession.setPermissionRequestHandler((_wc, _permission, callback) =>
-    callback(false),
-  );
+  // Nothing in the app needs the camera, the microphone, notifications, geolocation, the
+  // clipboard or HID: every permission is refused, when asked for and when merely checked.
+  denyAllPermissions(session.defaultSession);
   registerIpc(ipcMain, handlers);
+  registerDropReports(ipcMain, grants);
   engine.start();
   rebuildMenu();
   createWindow();

@@ -2,9 +2,11 @@
 // is checked twice before anything runs — the sender must be the app's own top-level page, and
 // the payload must parse against the channel's schema — and every reply travels in an envelope
 // so the renderer gets our one-line message, not Electron's wrapped stack.
-import type { IpcMainInvokeEvent } from 'electron';
+import type { IpcMainEvent, IpcMainInvokeEvent } from 'electron';
 import {
   describeIssues,
+  DROP_REPORT_CHANNEL,
+  dropReportSchema,
   invokeChannels,
   type InvokeChannel,
   type InvokeReply,
@@ -63,4 +65,32 @@ export function registerIpc(ipcMain: IpcMainLike, handlers: Handlers): void {
   for (const channel of Object.keys(invokeChannels) as InvokeChannel[]) {
     ipcMain.handle(channel, (event, payload) => dispatch(channel, event, payload, handlers));
   }
+}
+
+/**
+ * A drop the preload reported (see preload/api.ts): granted only when it comes from the app's
+ * own top-level page and is a list of paths. Returns the paths granted (for tests and logs).
+ */
+export function acceptDropReport(
+  event: { senderFrame: SenderFrame | null },
+  payload: unknown,
+  grants: { addDropped(paths: readonly string[]): string[] },
+): string[] {
+  if (!isTrustedSender(event)) return [];
+  const parsed = dropReportSchema.safeParse(payload);
+  return parsed.success ? grants.addDropped(parsed.data) : [];
+}
+
+interface IpcMainOnLike {
+  on(channel: string, listener: (event: IpcMainEvent, payload: unknown) => void): unknown;
+}
+
+export function registerDropReports(
+  ipcMain: IpcMainOnLike,
+  grants: { addDropped(paths: readonly string[]): string[] },
+): void {
+  ipcMain.on(
+    DROP_REPORT_CHANNEL,
+    (event, payload) => void acceptDropReport(event, payload, grants),
+  );
 }

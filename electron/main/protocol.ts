@@ -2,7 +2,7 @@
 // serves an image only when its normalised real path lies inside the allow-list (folders the
 // user opened, output folders, the app's cache). file:// is refused outright, so a compromised
 // page cannot read the disk by URL. The path checks are pure and tested apart from Electron.
-import { realpathSync } from 'node:fs';
+import { lstatSync, readlinkSync, realpathSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { filePathFromImageUrl } from '../contract/channels.js';
@@ -28,18 +28,47 @@ const APP_TYPES: Readonly<Record<string, string>> = {
   '.json': 'application/json',
 };
 
-/** Resolves `..`, `.` and duplicate separators, and symlinks where the file exists. */
+/**
+ * The real path `p` names: `..`, `.` and duplicate separators resolved, and every symlink on the
+ * way resolved too — for a file that does not exist yet, those of its deepest existing ancestor
+ * (so `granted/link-to-etc/new.json` is judged as `/etc/new.json`, not as a path inside
+ * `granted`). Relative paths and NUL bytes give undefined.
+ */
 export function normalisePath(p: string): string | undefined {
   if (p.includes('\0') || !path.isAbsolute(p)) return undefined;
-  const resolved = path.resolve(p);
-  try {
-    return realpathSync.native(resolved);
-  } catch {
-    return resolved;
+  let resolved = path.resolve(p);
+  const rest: string[] = [];
+  let at = resolved;
+  for (let links = 0; ;) {
+    try {
+      return path.join(realpathSync.native(at), ...rest);
+    } catch {
+      // A dangling link is followed by hand: writing through it would land at its target.
+      const target = danglingLinkTarget(at);
+      if (target !== undefined) {
+        if (links++ >= 40) return undefined; // a loop of links: refuse rather than guess
+        at = path.resolve(path.dirname(at), target);
+        resolved = path.join(at, ...rest);
+        continue;
+      }
+      const parent = path.dirname(at);
+      // Nothing exists up to the root (or the root itself is unreadable): keep it lexical.
+      if (parent === at) return resolved;
+      rest.unshift(path.basename(at));
+      at = parent;
+    }
   }
 }
 
-function isInside(child: string, parent: string): boolean {
+function danglingLinkTarget(p: string): string | undefined {
+  try {
+    return lstatSync(p).isSymbolicLink() ? readlinkSync(p) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function isInside(child: string, parent: string): boolean {
   const rel = path.relative(parent, child);
   return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
 }

@@ -1,6 +1,6 @@
 // The main window: its options as a pure factory (so tests can pin every security switch) and
 // the guards that keep its page where it belongs — no navigation away from the app, no new
-// windows, and external http(s) links handed to the user's browser through the shell.
+// windows, nothing handed to the shell — and the session's permission handlers.
 import type { BrowserWindowConstructorOptions, WebContents } from 'electron';
 
 /** The origin the app's own page is served from (see protocol.ts). */
@@ -46,18 +46,6 @@ export function mainWindowOptions(opts: {
   };
 }
 
-/** Only plain web links leave the app, and only to the user's browser. */
-export function isSafeExternalUrl(url: string): boolean {
-  try {
-    const u = new URL(url);
-    return (
-      (u.protocol === 'https:' || u.protocol === 'http:') && u.username === '' && u.password === ''
-    );
-  } catch {
-    return false;
-  }
-}
-
 /** True for the app's own page (and nothing that merely starts with the same letters). */
 export function isAppUrl(url: string): boolean {
   try {
@@ -68,21 +56,35 @@ export function isAppUrl(url: string): boolean {
   }
 }
 
+/**
+ * The app has no external links of its own, so nothing leaves it: no navigation away from
+ * retrace://app, no new windows, no webviews, and no URL handed to the shell (a compromised
+ * page could otherwise open any http(s) address in the user's browser, or a crafted one in
+ * another app).
+ */
 export function installNavigationGuards(
   contents: Pick<WebContents, 'on' | 'setWindowOpenHandler'>,
-  openExternal: (url: string) => void,
 ): void {
-  // window.open and target=_blank: never a new Electron window; web links go to the browser.
-  contents.setWindowOpenHandler(({ url }) => {
-    if (isSafeExternalUrl(url)) openExternal(url);
-    return { action: 'deny' };
-  });
+  contents.setWindowOpenHandler(() => ({ action: 'deny' }));
   const refuse = (event: { preventDefault(): void }, url: string) => {
-    if (isAppUrl(url)) return;
-    event.preventDefault();
-    if (isSafeExternalUrl(url)) openExternal(url);
+    if (!isAppUrl(url)) event.preventDefault();
   };
   contents.on('will-navigate', (event, url) => refuse(event, url));
   contents.on('will-redirect', (event, url) => refuse(event, url));
   contents.on('will-attach-webview', (event) => event.preventDefault());
+}
+
+interface SessionLike {
+  setPermissionRequestHandler(
+    handler: (wc: unknown, permission: string, callback: (granted: boolean) => void) => void,
+  ): void;
+  setPermissionCheckHandler(handler: (wc: unknown, permission: string) => boolean): void;
+  setDevicePermissionHandler?(handler: () => boolean): void;
+}
+
+/** Every permission refused: requested (camera, notifications…) and checked (clipboard, HID…). */
+export function denyAllPermissions(session: SessionLike): void {
+  session.setPermissionRequestHandler((_wc, _permission, callback) => callback(false));
+  session.setPermissionCheckHandler(() => false);
+  session.setDevicePermissionHandler?.(() => false);
 }

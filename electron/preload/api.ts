@@ -28,6 +28,47 @@ export interface IpcRendererLike {
   removeListener(channel: string, listener: (event: unknown, payload: unknown) => void): unknown;
 }
 
+/** What the preload needs of a drop event (a DragEvent in the app). */
+export interface DropEventLike {
+  isTrusted: boolean;
+  dataTransfer: { files: ArrayLike<File> } | null;
+}
+
+export interface DropTarget {
+  addEventListener(type: 'drop', listener: (event: DropEventLike) => void, capture: boolean): void;
+}
+
+/**
+ * Reports the paths of files the user drops on the window to main, which grants them. Runs in
+ * the preload's isolated world, in the capture phase (before any page handler). A drop the page
+ * synthesises (`dispatchEvent`) is not trusted and is ignored, and a File the page builds has no
+ * path, so the page cannot grant itself anything this way. `trustedOnly` is off only in the
+ * browser tests' stand-in, whose drops are synthetic by construction.
+ */
+export function installDropReporter(
+  target: DropTarget,
+  getPathForFile: (file: File) => string,
+  report: (paths: string[]) => void,
+  options: { trustedOnly: boolean } = { trustedOnly: true },
+): void {
+  target.addEventListener(
+    'drop',
+    (event) => {
+      if (options.trustedOnly && !event.isTrusted) return;
+      const files = event.dataTransfer?.files;
+      if (!files) return;
+      const paths: string[] = [];
+      for (let i = 0; i < files.length; i += 1) {
+        const file = files[i];
+        const p = file ? getPathForFile(file) : '';
+        if (p) paths.push(p);
+      }
+      if (paths.length > 0) report(paths);
+    },
+    true,
+  );
+}
+
 function isEventChannel(name: unknown): name is EventChannel {
   return typeof name === 'string' && Object.prototype.hasOwnProperty.call(eventChannels, name);
 }

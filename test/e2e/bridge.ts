@@ -13,7 +13,7 @@ import { imageUrlFor, isInvokeChannel, type JobEvent } from '../../electron/cont
 import { EngineProcess, type ChildLike } from '../../electron/main/engine-process.js';
 import { Grants } from '../../electron/main/grants.js';
 import { createHandlers, type Dialogs } from '../../electron/main/handlers.js';
-import { dispatch, type Handlers } from '../../electron/main/ipc.js';
+import { acceptDropReport, dispatch, type Handlers } from '../../electron/main/ipc.js';
 import { resolveRequest } from '../../electron/main/protocol.js';
 import { AppState } from '../../electron/main/state.js';
 import { APP_ENTRY } from '../../electron/main/windows.js';
@@ -198,6 +198,15 @@ export class Bridge {
         return dispatch(channel, { senderFrame }, payload, this.handlers);
       },
     );
+    // The preload's drop reports, checked and granted by main's own function.
+    await page.exposeBinding('__retraceDrop', (source, paths: unknown) => {
+      const own = source.frame === page.mainFrame() && source.frame.url().startsWith(this.origin);
+      const senderFrame = {
+        url: own ? APP_ENTRY : source.frame.url(),
+        parent: source.frame.parentFrame() ? {} : null,
+      };
+      return acceptDropReport({ senderFrame }, paths, this.grants);
+    });
     await page.addInitScript({ path: SHIM });
   }
 

@@ -390,6 +390,24 @@ describe('Retrace in the browser', () => {
     await expect.poll(() => page.locator('html').getAttribute('data-theme')).toBe('dark');
     await shot('settings');
     await page.getByTestId('set-theme').selectOption('system');
+    // The output folder changes only through the folder dialog; a folder the page merely names
+    // (as a compromised page would) is refused and never granted.
+    const chosen = path.join(work, 'chosen-outputs');
+    mkdirSync(chosen, { recursive: true });
+    bridge.answer('openFolder', chosen);
+    await page.getByRole('button', { name: 'Change…' }).click();
+    await expect.poll(() => page.locator('main').innerText()).toContain(chosen);
+    const forged = await page.evaluate(async () => {
+      const w = globalThis as unknown as {
+        retrace: { invoke(c: string, r: unknown): Promise<unknown> };
+      };
+      return w.retrace.invoke('settings:set', { outputDir: '/' }).then(
+        () => 'accepted',
+        (e: unknown) => String(e),
+      );
+    });
+    expect(forged).toMatch(/outputDir \/ was not chosen in a folder dialog/);
+    expect(bridge.grants.canRead('/etc/passwd')).toBe(false);
   });
 
   it('keyboard, menu commands and drag-and-drop reach the views', async () => {
@@ -434,6 +452,20 @@ describe('Retrace in the browser', () => {
       .getByRole('region', { name: 'drop a photo here' })
       .getByText('dropped.png')
       .waitFor();
+    // The drop granted that file only: a path the page names itself is refused.
+    const named = await page.evaluate(
+      async (p) => {
+        const w = globalThis as unknown as {
+          retrace: { invoke(c: string, r: unknown): Promise<unknown> };
+        };
+        return w.retrace.invoke('files:openImage', { path: p }).then(
+          () => 'accepted',
+          (e: unknown) => String(e),
+        );
+      },
+      path.join(ROOT, 'README.md'),
+    );
+    expect(named).toMatch(/files:openImage: .*README\.md was not opened or chosen/);
   });
 
   it('labels every control, in every view, in light and dark themes', async () => {

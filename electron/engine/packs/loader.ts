@@ -4,7 +4,7 @@
 // lists broken ones with their error instead of hiding them. What comes out is the `ModelSource`
 // the pipelines take, with absolute file paths and a lazy tokenizer.
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
@@ -45,6 +45,22 @@ async function isFile(file: string): Promise<boolean> {
 
 async function isDir(dir: string): Promise<boolean> {
   return (await stat(dir).catch(() => undefined))?.isDirectory() ?? false;
+}
+
+/**
+ * Every file a pack uses must really live in its folder: a symlink (or a component path) that
+ * resolves outside would let a pack read any file — a model card linked to an SSH key would be
+ * sent to the window as text. `field` names the manifest field for the error.
+ */
+async function checkInside(dir: string, file: string, where: string, field: string): Promise<void> {
+  const [root, real] = await Promise.all([realpath(dir), realpath(file)]);
+  const rel = path.relative(root, real);
+  if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) {
+    throw new RetraceError(
+      'BAD_PACK',
+      `${where}: ${field}: ${file} resolves to ${real}, outside the pack folder ${root}; copy the file into the folder instead of linking it`,
+    );
+  }
 }
 
 /** Reads and schema-checks pack.json; the error names the file and the first bad fields. */
@@ -122,6 +138,7 @@ async function describePack(
         `${where}: components.${key}.file: ${file} does not exist`,
       );
     }
+    await checkInside(dir, file, where, `components.${key}.file`);
     for (const [field, rel] of [
       ['merges', comp.merges],
       ['config', comp.config],
@@ -134,6 +151,7 @@ async function describePack(
           `${where}: components.${key}.${field}: ${other} does not exist`,
         );
       }
+      await checkInside(dir, other, where, `components.${key}.${field}`);
       extra.push(other);
     }
     resolved[key] = file;
@@ -167,9 +185,15 @@ async function describePack(
   }
   if (options.stepsOffset) pack.stepsOffset = options.stepsOffset;
   const card = path.join(dir, manifest.modelCard ?? 'MODEL_CARD.md');
-  if (await isFile(card)) pack.cardFile = card;
+  if (await isFile(card)) {
+    await checkInside(dir, card, where, manifest.modelCard ? 'modelCard' : 'MODEL_CARD.md');
+    pack.cardFile = card;
+  }
   const evalFile = path.join(dir, 'eval.json');
-  if (await isFile(evalFile)) pack.evalFile = evalFile;
+  if (await isFile(evalFile)) {
+    await checkInside(dir, evalFile, where, 'eval.json');
+    pack.evalFile = evalFile;
+  }
   return pack;
 }
 

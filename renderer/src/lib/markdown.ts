@@ -25,9 +25,45 @@ export function parseInline(text: string): Inline[] {
   }
   if (last < text.length) out.push({ kind: 'text', text: text.slice(last) });
   // Links and images keep their text only: a card never navigates the app.
-  return out.map((t) =>
-    t.kind === 'text' ? { ...t, text: t.text.replace(/!?\[([^\]]*)\]\([^)]*\)/g, '$1') } : t,
-  );
+  return out.map((t) => (t.kind === 'text' ? { ...t, text: stripLinks(t.text) } : t));
+}
+
+/** For each index, the first index ≥ it holding `ch` (text.length when none): one pass. */
+function nextIndexOf(text: string, ch: string): Int32Array {
+  const next = new Int32Array(text.length + 1);
+  next[text.length] = text.length;
+  for (let i = text.length - 1; i >= 0; i -= 1) next[i] = text[i] === ch ? i : (next[i + 1] ?? 0);
+  return next;
+}
+
+/**
+ * `[text](url)` and `![text](url)` become `text`, in one linear pass. (The regex this replaces,
+ * /!?\[([^\]]*)\]\([^)]*\)/, rescanned to the end of the text from every `[`: 40 KB of `![`
+ * froze the window for seconds.)
+ */
+export function stripLinks(text: string): string {
+  if (!text.includes('](')) return text;
+  const close = nextIndexOf(text, ']');
+  const paren = nextIndexOf(text, ')');
+  let out = '';
+  let i = 0;
+  while (i < text.length) {
+    const bang = text[i] === '!' && text[i + 1] === '[';
+    const open = bang ? i + 1 : i;
+    if (text[open] === '[') {
+      const end = close[open + 1] ?? text.length;
+      const stop =
+        end < text.length && text[end + 1] === '(' ? (paren[end + 2] ?? text.length) : -1;
+      if (stop >= 0 && stop < text.length) {
+        out += text.slice(open + 1, end);
+        i = stop + 1;
+        continue;
+      }
+    }
+    out += text[i];
+    i += 1;
+  }
+  return out;
 }
 
 function cells(line: string): string[] {
@@ -39,11 +75,22 @@ function cells(line: string): string[] {
     .map((c) => c.trim());
 }
 
-const isTableRule = (line: string) =>
-  /^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$/.test(line);
+/** `| --- | :---: |`: every cell dashes with optional colons (checked cell by cell, linear). */
+function isTableRule(line: string): boolean {
+  if (!line.includes('-')) return false;
+  return cells(line).every((c) => /^:?-{3,}:?$/.test(c));
+}
+
+/** The most of a card the reader parses; the engine already cuts cards at 256 KiB. */
+export const MAX_MARKDOWN_CHARS = 512 * 1024;
 
 export function parseMarkdown(source: string): Block[] {
-  const lines = source.replace(/\r\n?/g, '\n').split('\n');
+  // Unicode line separators become spaces, so `.` in the line patterns below matches to the end.
+  const lines = source
+    .slice(0, MAX_MARKDOWN_CHARS)
+    .replace(/\r\n?/g, '\n')
+    .replace(/[\u2028\u2029]/g, ' ')
+    .split('\n');
   const blocks: Block[] = [];
   let i = 0;
   while (i < lines.length) {
@@ -93,7 +140,9 @@ export function parseMarkdown(source: string): Block[] {
       blocks.push({ kind: 'list', ordered, items });
       continue;
     }
-    const para: string[] = [];
+    // The first line always belongs to the paragraph: a line like `| a |` without a rule below
+    // is text, and a paragraph that took no line would loop forever.
+    const para: string[] = [(lines[i++] ?? '').trim()];
     while (
       i < lines.length &&
       (lines[i] ?? '').trim() !== '' &&

@@ -59,6 +59,32 @@ describe('electron-builder.yml', () => {
     expect(validate({ ...config, notAnOption: 1 })).toBe(false);
   });
 
+  it('flips every Electron fuse that closes a way around the app', () => {
+    // Each fuse of electron-builder's schema is decided here, so a new one cannot slip by.
+    const fuseSchema = (
+      schema as { definitions: Record<string, { properties: Record<string, unknown> }> }
+    ).definitions.FuseOptionsV1;
+    const decided = {
+      runAsNode: false,
+      enableNodeOptionsEnvironmentVariable: false,
+      enableNodeCliInspectArguments: false,
+      enableEmbeddedAsarIntegrityValidation: true,
+      onlyLoadAppFromAsar: true,
+      enableCookieEncryption: true,
+      grantFileProtocolExtraPrivileges: false,
+      loadBrowserProcessSpecificV8Snapshot: false,
+    };
+    expect(config.electronFuses).toEqual(decided);
+    const known = Object.keys(fuseSchema?.properties ?? {}).filter(
+      (k) => k !== 'resetAdHocDarwinSignature',
+    );
+    expect(Object.keys(decided).sort()).toEqual(known.sort());
+    // The schema check covers the fuses: a misspelt or mistyped fuse is rejected.
+    const validate = validator();
+    expect(validate({ ...config, electronFuses: { ...decided, runAsNode: 'no' } })).toBe(false);
+    expect(validate({ ...config, electronFuses: { ...decided, runAsNodee: false } })).toBe(false);
+  });
+
   it('targets NSIS, dmg (arm64), AppImage and deb', () => {
     const targets = (p: string) =>
       ((config[p] as { target: { target: string; arch: string[] }[] }).target ?? []).map(

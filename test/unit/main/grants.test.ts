@@ -16,12 +16,12 @@ describe('grants', () => {
       kind: 'invert' as const,
       params: { model: 'm', image: path.join(photos, 'a.png'), prompt: '' },
     };
-    expect(g.refusedPath(job)).toBe(path.join(photos, 'a.png'));
+    expect(g.refusal(job)).toMatch(/a\.png was not opened or chosen/);
     g.addPickedFile(path.join(photos, 'a.png'));
-    expect(g.refusedPath(job)).toBeUndefined();
+    expect(g.refusal(job)).toBeUndefined();
     expect(
-      g.refusedPath({ ...job, params: { ...job.params, image: path.join(photos, 'b.png') } }),
-    ).toBe(path.join(photos, 'b.png'));
+      g.refusal({ ...job, params: { ...job.params, image: path.join(photos, 'b.png') } }),
+    ).toMatch(/b\.png was not opened/);
   });
   it('lets a restore write only into a picked or output folder', () => {
     const g = new Grants([out]);
@@ -30,27 +30,27 @@ describe('grants', () => {
       kind: 'restore' as const,
       params: { model: 'r', inputs: [photos], outputDir: path.join(root, 'elsewhere') },
     };
-    expect(g.refusedPath(job)).toBe(path.join(root, 'elsewhere'));
+    expect(g.refusal(job)).toMatch(/elsewhere was not opened/);
     expect(
-      g.refusedPath({
+      g.refusal({
         ...job,
         params: { ...job.params, outputDir: path.join(photos, 'restored') },
       }),
     ).toBeUndefined();
     expect(
-      g.refusedPath({ ...job, params: { ...job.params, outputDir: path.join(out, 'r') } }),
+      g.refusal({ ...job, params: { ...job.params, outputDir: path.join(out, 'r') } }),
     ).toBeUndefined();
   });
   it('replays only inversions that were opened or produced here', () => {
     const g = new Grants([out]);
     expect(
-      g.refusedPath({
+      g.refusal({
         kind: 'replay',
         params: { inversion: path.join(out, 'x.inversion.safetensors') },
       }),
     ).toBeUndefined();
-    expect(g.refusedPath({ kind: 'replay', params: { inversion: '/etc/x.safetensors' } })).toBe(
-      '/etc/x.safetensors',
+    expect(g.refusal({ kind: 'replay', params: { inversion: '/etc/x.safetensors' } })).toMatch(
+      /^\/etc\/x\.safetensors was not opened/,
     );
   });
   it('uses a save target once', () => {

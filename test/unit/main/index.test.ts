@@ -42,8 +42,10 @@ const m = vi.hoisted(() => {
     ready: () => ready(),
     whenReady: readyPromise,
     protocol: { registerSchemesAsPrivileged: vi.fn(), handle: vi.fn() },
-    ipcMain: { handle: vi.fn() },
+    ipcMain: { handle: vi.fn(), on: vi.fn() },
     permission: vi.fn(),
+    permissionCheck: vi.fn(),
+    openExternal: vi.fn(),
     fork: vi.fn(() => child),
     enableSandbox: vi.fn(),
     appOn: vi.fn(),
@@ -65,8 +67,13 @@ vi.mock('electron', () => ({
   ipcMain: m.ipcMain,
   Menu: { setApplicationMenu: vi.fn(), buildFromTemplate: vi.fn((t: unknown) => t) },
   protocol: m.protocol,
-  session: { defaultSession: { setPermissionRequestHandler: m.permission } },
-  shell: { openExternal: vi.fn() },
+  session: {
+    defaultSession: {
+      setPermissionRequestHandler: m.permission,
+      setPermissionCheckHandler: m.permissionCheck,
+    },
+  },
+  shell: { openExternal: m.openExternal },
   utilityProcess: { fork: m.fork },
 }));
 
@@ -122,6 +129,29 @@ describe('main wiring (electron mocked)', async () => {
     const cb = vi.fn();
     handler({}, 'media', cb);
     expect(cb).toHaveBeenCalledWith(false);
+  });
+  it('denies permission checks too (security finding 9)', () => {
+    const check = m.permissionCheck.mock.calls[0]?.[0] as (wc: unknown, p: string) => boolean;
+    expect(check).toBeTypeOf('function');
+    expect(check({}, 'clipboard-read')).toBe(false);
+    expect(check({}, 'media')).toBe(false);
+  });
+  it('opens no external URL, from window.open or navigation (security finding 6)', () => {
+    const open = m.webContents.setWindowOpenHandler.mock.calls[0]?.[0] as (d: { url: string }) => {
+      action: string;
+    };
+    expect(open({ url: 'https://evil.example/' })).toEqual({ action: 'deny' });
+    const navigate = m.webContents.on.mock.calls.find((c) => c[0] === 'will-navigate')?.[1] as (
+      e: { preventDefault(): void },
+      url: string,
+    ) => void;
+    const event = { preventDefault: vi.fn() };
+    navigate(event, 'https://evil.example/');
+    expect(event.preventDefault).toHaveBeenCalled();
+    expect(m.openExternal).not.toHaveBeenCalled();
+  });
+  it('takes drop reports from the preload on their own channel', () => {
+    expect(m.ipcMain.on.mock.calls.map((c) => c[0])).toEqual(['grants:dropped']);
   });
   it('routes every contract channel through the validating dispatcher', async () => {
     const channels = m.ipcMain.handle.mock.calls.map((c) => c[0]);

@@ -1,8 +1,8 @@
 import { describe, expect, it, vi } from 'vitest';
 import {
+  denyAllPermissions,
   installNavigationGuards,
   isAppUrl,
-  isSafeExternalUrl,
   mainWindowOptions,
 } from '../../../electron/main/windows.js';
 
@@ -54,40 +54,58 @@ describe('main window options', () => {
 });
 
 describe('navigation guards', () => {
-  it('denies every window.open and sends http(s) links to the shell only', () => {
+  it('denies every window.open and hands nothing to the shell (security finding 6)', () => {
     const { contents, open } = fakeContents();
-    const openExternal = vi.fn();
-    installNavigationGuards(contents as never, openExternal);
+    installNavigationGuards(contents as never);
     expect(open('https://example.org/')).toEqual({ action: 'deny' });
+    expect(open('http://evil.example/phish')).toEqual({ action: 'deny' });
     expect(open('file:///etc/passwd')).toEqual({ action: 'deny' });
     expect(open('javascript:alert(1)')).toEqual({ action: 'deny' });
-    expect(openExternal.mock.calls).toEqual([['https://example.org/']]);
   });
   it('refuses navigation away from the app page, allows the app page itself', () => {
     const { contents, navigate } = fakeContents();
-    const openExternal = vi.fn();
-    installNavigationGuards(contents as never, openExternal);
+    installNavigationGuards(contents as never);
     expect(navigate('will-navigate', 'https://evil.example/')).toBe(true);
     expect(navigate('will-navigate', 'file:///etc/passwd')).toBe(true);
     expect(navigate('will-redirect', 'http://x.test/')).toBe(true);
     expect(navigate('will-navigate', 'retrace://image/%2Fetc%2Fpasswd')).toBe(true);
     expect(navigate('will-navigate', 'retrace://app/index.html')).toBe(false);
-    expect(openExternal).toHaveBeenCalledWith('https://evil.example/');
-    expect(openExternal).not.toHaveBeenCalledWith('file:///etc/passwd');
   });
   it('prevents attaching webviews', () => {
     const { contents, navigate } = fakeContents();
-    installNavigationGuards(contents as never, vi.fn());
+    installNavigationGuards(contents as never);
     expect(navigate('will-attach-webview', '')).toBe(true);
   });
-  it('only http(s) without credentials counts as external', () => {
-    expect(isSafeExternalUrl('https://a.b/c')).toBe(true);
-    expect(isSafeExternalUrl('http://a.b/')).toBe(true);
-    expect(isSafeExternalUrl('https://user:pw@a.b/')).toBe(false);
-    expect(isSafeExternalUrl('smb://host/share')).toBe(false);
-    expect(isSafeExternalUrl('not a url')).toBe(false);
+  it('knows the app page by scheme and host, not by prefix', () => {
     expect(isAppUrl('retrace://app/x')).toBe(true);
     expect(isAppUrl('retrace://application/x')).toBe(false);
     expect(isAppUrl('https://app/')).toBe(false);
+  });
+});
+
+describe('permissions (security finding 9)', () => {
+  it('denies every request and every check', () => {
+    const session = {
+      setPermissionRequestHandler: vi.fn(),
+      setPermissionCheckHandler: vi.fn(),
+      setDevicePermissionHandler: vi.fn(),
+    };
+    denyAllPermissions(session);
+    const request = session.setPermissionRequestHandler.mock.calls[0]?.[0] as (
+      wc: unknown,
+      p: string,
+      cb: (ok: boolean) => void,
+    ) => void;
+    const cb = vi.fn();
+    request({}, 'media', cb);
+    expect(cb).toHaveBeenCalledWith(false);
+    const check = session.setPermissionCheckHandler.mock.calls[0]?.[0] as (
+      wc: unknown,
+      p: string,
+    ) => boolean;
+    for (const p of ['clipboard-read', 'hid', 'serial', 'usb', 'media', 'notifications'])
+      expect(check({}, p)).toBe(false);
+    const device = session.setDevicePermissionHandler.mock.calls[0]?.[0] as () => boolean;
+    expect(device()).toBe(false);
   });
 });

@@ -179,6 +179,56 @@ describe('model card markdown', () => {
     });
     expect(blocks[4]).toEqual({ kind: 'code', text: 'retrace restore x' });
   });
+  it('strips links exactly as the old pattern did, on 20 000 random strings', async () => {
+    const { stripLinks } = await import('../../../renderer/src/lib/markdown.js');
+    // The quadratic regex is the specification on short strings, where its cost does not matter.
+    const spec = (t: string) => t.replace(/!?\[([^\]]*)\]\(([^)]*)\)/g, '$1');
+    const alphabet = ['[', ']', '(', ')', '!', 'a', ' '];
+    let state = 12345;
+    const rand = () => {
+      state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+      return state >>> 16;
+    };
+    const differ: string[] = [];
+    for (let n = 0; n < 20_000; n += 1) {
+      const len = rand() % 16;
+      let t = '';
+      for (let k = 0; k < len; k += 1) t += alphabet[rand() % alphabet.length];
+      if (stripLinks(t) !== spec(t)) differ.push(t);
+    }
+    expect(differ).toEqual([]);
+  });
+  it('reads a table-looking line without a rule as text (it used to loop forever)', async () => {
+    const { parseMarkdown } = await import('../../../renderer/src/lib/markdown.js');
+    expect(parseMarkdown('| a |\nnot a rule\n\n# h')).toEqual([
+      { kind: 'paragraph', text: [{ kind: 'text', text: '| a | not a rule' }] },
+      { kind: 'heading', level: 1, text: [{ kind: 'text', text: 'h' }] },
+    ]);
+  });
+  it('reads 200 KB hostile cards in linear time (each well under 100 ms)', async () => {
+    const { parseMarkdown } = await import('../../../renderer/src/lib/markdown.js');
+    const n = 200 * 1024;
+    const hostile: Record<string, string> = {
+      'images opened, never closed': '!['.repeat(n / 2),
+      'links opened, never closed': '['.repeat(n),
+      'link text closed, no target': '[a]('.repeat(n / 4),
+      'table rule of spaces': `| a |\n|---${' '.repeat(n)}x`,
+      'table rule of dashes': `| a |\n|${'-'.repeat(n)}x`,
+      'heading of spaces and a line separator': `#${' '.repeat(n)}\u2028x`,
+      'list item of spaces': `-${' '.repeat(n)}\u2029x`,
+      'unclosed emphasis and code': '*a_b`'.repeat(n / 5),
+      'bold never closed': `**${'a*'.repeat(n / 2)}`,
+    };
+    // A linear parse of 200 KB takes a few milliseconds; the quadratic one took seconds for
+    // 40 KB. 100 ms is the acceptance bound, far from both.
+    for (const [name, text] of Object.entries(hostile)) {
+      parseMarkdown(text.slice(0, 1000)); // warm the code paths
+      const t0 = performance.now();
+      parseMarkdown(text);
+      const ms = performance.now() - t0;
+      expect(ms, `${name}: ${ms.toFixed(1)} ms`).toBeLessThan(100);
+    }
+  });
   it('summarises eval.json metrics as dotted rows', async () => {
     const { evalSummary } = await import('../../../renderer/src/lib/packs.js');
     expect(
