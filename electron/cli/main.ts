@@ -55,7 +55,10 @@ class Session {
     return this.engine;
   }
 
+  private quiet = false;
+
   run(g: GlobalOptions): RunOptions {
+    this.quiet = Boolean(g.quiet);
     this.reporter = createReporter({ quiet: g.quiet });
     const reporter = this.reporter;
     return { signal: this.controller.signal, onProgress: (e) => reporter.update(e) };
@@ -69,6 +72,12 @@ class Session {
   log(message: string): void {
     if (this.reporter) this.reporter.log(message);
     else this.err(message);
+  }
+
+  /** A warning reaches stderr even with --quiet (which silences progress, not problems). */
+  warn(message: string): void {
+    if (this.reporter && !this.quiet) this.reporter.log(`retrace: warning: ${message}`);
+    else this.err(`retrace: warning: ${message}`);
   }
 
   async close(): Promise<void> {
@@ -236,9 +245,97 @@ function buildProgram(
     });
 
   program
+    .command('edit')
+    .description(
+      'edit a photo: invert it with --source-prompt and replay it with --prompt, the result at the photo’s own size',
+    )
+    .argument('<photo>', 'the photo (PNG, JPEG, WebP, TIFF, AVIF)')
+    .requiredOption('--model <id>', 'pack id or folder')
+    .requiredOption('--source-prompt <text>', 'a caption of the photo as it is')
+    .requiredOption(
+      '--prompt <text>',
+      'the photo as it should be (the same text: the photo, unchanged)',
+    )
+    .option('--negative <text>', 'negative prompt', '')
+    .option(
+      '--mask <image>',
+      'edit only where this image is white (or opaque); any size, scaled to the photo',
+    )
+    .option(
+      '--feather <px>',
+      'soften the mask edge over this many pixels (default 0.5 % of the long side)',
+      floatOption('--feather', 0, 1000),
+    )
+    .option(
+      '--working-size <n>',
+      'long side of the image the network works on (a multiple of the pack’s; default: the pack’s size)',
+      intOption('--working-size', 8, 4096),
+    )
+    .option('--steps <n>', 'DDIM grid steps N', intOption('--steps', 2, 1000))
+    .option(
+      '--strength <s>',
+      'fraction of the grid walked (0–1]',
+      floatOption('--strength', 1e-6, 1),
+    )
+    .option(
+      '--gamma <g>',
+      'BDIA γ (0.94 advised; below 0.85 refused)',
+      floatOption('--gamma', 1e-6, 1),
+    )
+    .option('--guidance <g>', 'guidance scale, both ways', floatOption('--guidance', 0, 50))
+    .option('--allow-low-gamma', 'accept γ below 0.85 (errors grow like (1/γ)^M)')
+    .option('--export-inversion <file>', 'also write the inversion (NAME.inversion.safetensors)')
+    .requiredOption(
+      '--out <image>',
+      'the result: .png keeps every pixel outside the mask exactly (8 or 16 bit, ICC kept); .jpg, .webp re-encode',
+    )
+    .option('--json', 'print one JSON line')
+    .action(async (photo: string, o) => {
+      const g = globals();
+      const result = await session.open(g).edit(
+        {
+          model: o.model as string,
+          image: photo,
+          sourcePrompt: o.sourcePrompt as string,
+          prompt: o.prompt as string,
+          negativePrompt: o.negative as string,
+          allowLowGamma: Boolean(o.allowLowGamma),
+          ...(o.mask !== undefined ? { mask: o.mask as string } : {}),
+          ...(o.feather !== undefined ? { feather: o.feather as number } : {}),
+          ...(o.workingSize !== undefined ? { workingSize: o.workingSize as number } : {}),
+          ...(o.steps !== undefined ? { steps: o.steps as number } : {}),
+          ...(o.strength !== undefined ? { strength: o.strength as number } : {}),
+          ...(o.gamma !== undefined ? { gamma: o.gamma as number } : {}),
+          ...(o.guidance !== undefined ? { guidance: o.guidance as number } : {}),
+          ...(o.exportInversion !== undefined
+            ? { exportInversion: o.exportInversion as string }
+            : {}),
+        },
+        o.out as string,
+        session.run(g),
+      );
+      for (const w of result.warnings ?? []) session.warn(w);
+      session.print(
+        result,
+        o.json,
+        `${result.image} (${result.width}×${result.height}${result.unchanged ? ', unchanged' : ''})\n${result.nfe} network calls, ${result.seconds.toFixed(1)} s`,
+      );
+    });
+
+  program
     .command('replay')
     .description('replay an inversion; with --prompt, the edit')
     .argument('<file>', 'a .inversion.safetensors file')
+    .option(
+      '--source <photo>',
+      'the photo the inversion was made from: the result comes back at its full size',
+    )
+    .option('--mask <image>', 'with --source: edit only where this image is white (or opaque)')
+    .option(
+      '--feather <px>',
+      'soften the mask edge over this many pixels (default 0.5 % of the long side)',
+      floatOption('--feather', 0, 1000),
+    )
     .option('--prompt <text>', 'the edit prompt (default: the source prompt)')
     .option('--negative <text>', 'negative prompt (default: the inversion’s)')
     .option(
@@ -254,6 +351,9 @@ function buildProgram(
       const result = await session.open(g).replayInversion(
         {
           inversion: file,
+          ...(o.source !== undefined ? { source: o.source as string } : {}),
+          ...(o.mask !== undefined ? { mask: o.mask as string } : {}),
+          ...(o.feather !== undefined ? { feather: o.feather as number } : {}),
           ...(o.prompt !== undefined ? { prompt: o.prompt } : {}),
           ...(o.negative !== undefined ? { negativePrompt: o.negative } : {}),
           ...(o.guidance !== undefined ? { guidance: o.guidance } : {}),
@@ -262,6 +362,7 @@ function buildProgram(
         o.out,
         session.run(g),
       );
+      for (const w of result.warnings ?? []) session.warn(w);
       session.print(
         result,
         o.json,

@@ -49,13 +49,47 @@ export const invertParamsSchema = z.strictObject({
   allowLowGamma: z.boolean().default(false),
 });
 
+/** Feather of a mask's edge, in pixels of the photo (absent: 0.5 % of its long side). */
+const feather = z.number().min(0).max(1000);
+
 export const replayParamsSchema = z.strictObject({
   inversion: filePath,
+  /**
+   * The photo the inversion was made from: the result comes back at its full size, composited
+   * onto it (its sha256 must match the file's record). Absent: the working-size image.
+   */
+  source: filePath.optional(),
+  /** With `source`: edit only where this mask is white (ALGORITHMS.md §5). */
+  mask: filePath.optional(),
+  feather: feather.optional(),
   /** The edit: a new prompt; absent replays the source prompt (the round trip). */
   prompt: prompt.optional(),
   negativePrompt: prompt.optional(),
   guidance: z.number().min(0).max(50).optional(),
   model: z.string().min(1).optional(),
+});
+
+/** Invert and replay in one job, the result at the photo's own size (ALGORITHMS.md §5). */
+export const editParamsSchema = z.strictObject({
+  model: z.string().min(1),
+  image: filePath,
+  /** What the photo shows (the inversion's prompt). */
+  sourcePrompt: prompt,
+  /** What it should show. */
+  prompt,
+  negativePrompt: prompt.default(''),
+  steps: z.number().int().min(2).max(1000).optional(),
+  strength: z.number().gt(0).max(1).optional(),
+  gamma: z.number().gt(0).max(1).optional(),
+  guidance: z.number().min(0).max(50).optional(),
+  allowLowGamma: z.boolean().default(false),
+  /** A mask image: white (or opaque) = edit, any size (scaled to the photo). */
+  mask: filePath.optional(),
+  feather: feather.optional(),
+  /** The long side of the working image, a multiple of the pack's; absent: the pack's size. */
+  workingSize: z.number().int().min(8).max(4096).optional(),
+  /** Also write the inversion, for replays later. */
+  exportInversion: filePath.optional(),
 });
 
 export const roundtripParamsSchema = invertParamsSchema.extend({
@@ -83,5 +117,6 @@ export type GenerateParams = z.input<typeof generateParamsSchema>;
 export type InvertParams = z.input<typeof invertParamsSchema>;
 export type ReplayParams = z.input<typeof replayParamsSchema>;
 export type RoundtripParams = z.input<typeof roundtripParamsSchema>;
+export type EditParams = z.input<typeof editParamsSchema>;
 export type RestoreParams = z.input<typeof restoreParamsSchema>;
 export type TimeShift = z.output<typeof timeShiftSchema>;

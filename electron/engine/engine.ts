@@ -4,9 +4,12 @@
 // parameters, and never overwrites a source.
 import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import type { z } from 'zod';
 import {
+  editParamsSchema,
   replayParamsSchema,
   restoreParamsSchema,
+  type EditParams,
   type GenerateParams,
   type InvertParams,
   type ReplayParams,
@@ -41,6 +44,15 @@ import {
   type LoadedPack,
   type PackListEntry,
 } from './packs/loader.js';
+import {
+  areaDownsample,
+  compositeChange,
+  readMask,
+  readPhoto,
+  workingCopy,
+  writePhoto,
+} from './images/photo.js';
+import { changeOf, editFromInversion, editImageLatents } from './pipelines/edit.js';
 import { generate as generatePipeline } from './pipelines/generate.js';
 import {
   decodeState,
@@ -95,6 +107,22 @@ export interface ReplayResult {
   image: string;
   nfe: number;
   seconds: number;
+  /** Full-size results (edit, or replay with a source photo). */
+  width?: number;
+  height?: number;
+  /** Share of the photo the mask covers (before feathering); absent: the whole photo. */
+  maskCoverage?: number;
+  /** The latent came back as the source's: the result is the photo itself. */
+  unchanged?: boolean;
+  warnings?: string[];
+}
+
+export interface EditResult extends ReplayResult {
+  width: number;
+  height: number;
+  workingWidth: number;
+  workingHeight: number;
+  inversion?: string;
 }
 
 export interface RoundtripResult {
@@ -127,6 +155,19 @@ export interface PackDetails extends PackListEntry {
 
 const extensionOf: Record<ImageFormat, string> = { png: '.png', jpeg: '.jpg', webp: '.webp' };
 
+/** Output formats of a full-size edit: PNG keeps every sample exactly; the others re-encode. */
+function photoFormatOf(file: string): 'png' | 'jpeg' | 'webp' | 'tiff' {
+  const ext = path.extname(file).toLowerCase();
+  if (ext === '.png') return 'png';
+  if (ext === '.jpg' || ext === '.jpeg') return 'jpeg';
+  if (ext === '.webp') return 'webp';
+  if (ext === '.tif' || ext === '.tiff') return 'tiff';
+  throw new RetraceError(
+    'BAD_INPUT',
+    `${file}: unsupported output type (use .png — exact outside the mask — or .jpg, .webp, .tif)`,
+  );
+}
+
 function formatFromFile(file: string): ImageFormat {
   const ext = path.extname(file).toLowerCase();
   if (ext === '.jpg' || ext === '.jpeg') return 'jpeg';
@@ -147,6 +188,22 @@ function toRgb(image: ModelImage, alpha?: Float32Array): RgbImage {
 async function fileStamp(files: readonly string[]): Promise<string> {
   const stats = await Promise.all(files.map((f) => stat(f).catch(() => undefined)));
   return stats.map((s) => (s ? `${s.size}:${s.mtimeMs}` : '-')).join('|');
+}
+
+/**
+ * The working size for `--working-size N` (the long side): N must be a multiple of the pack's
+ * `multipleOf`; the short side follows the photo's aspect, rounded to the same multiple.
+ */
+function workingSizeFromLongSide(pack: LoadedPack, width: number, height: number, side: number) {
+  const multiple = pack.manifest.resolution.multipleOf;
+  if (side % multiple !== 0) {
+    throw new RetraceError(
+      'BAD_INPUT',
+      `--working-size ${side}: pack ${pack.id} needs a multiple of ${multiple} (e.g. ${Math.max(multiple, Math.round(side / multiple) * multiple)})`,
+    );
+  }
+  const scale = side / Math.max(width, height);
+  return fitToMultiple(width * scale, height * scale, multiple);
 }
 
 /** The working size of a photo for a text-to-image pack: its long side at the pack's default. */
@@ -358,8 +415,31 @@ export class Engine {
     const pack = model.source as LoadedPack;
     const { image } = await this.workingImage(pack, p.image);
     const result = await invertPipeline(model, image, p, run);
-    const inv = result.inversion;
-    const decoded = await decodeState(model, result.latent, inv.shape);
+    const written = await this.writeInversionFile(
+      model,
+      result.inversion,
+      result.latent,
+      await sha256File(p.image),
+      outFile,
+    );
+    return {
+      ...written,
+      nfe: result.nfe,
+      seconds: result.seconds,
+      levels: result.inversion.levels,
+    };
+  }
+
+  /** Writes an inversion file (and its preview PNG beside it). */
+  private async writeInversionFile(
+    model: DiffusionModel,
+    inv: InversionState,
+    latent: Float64Array,
+    sourceSha256: string,
+    outFile: string,
+  ): Promise<{ inversion: string; preview: string }> {
+    const pack = model.source as LoadedPack;
+    const decoded = await decodeState(model, latent, inv.shape);
     const preview = toRgb({ chw: decoded.chw, width: decoded.width, height: decoded.height });
     const inversion: Inversion = {
       zTop: inv.top,
@@ -377,7 +457,7 @@ export class Engine {
         negativePrompt: inv.negativePrompt,
         width: inv.width,
         height: inv.height,
-        sourceSha256: await sha256File(p.image),
+        sourceSha256,
         engineVersion: ENGINE_VERSION,
         createdAt: new Date().toISOString(),
         strength: inv.strength,
@@ -389,13 +469,119 @@ export class Engine {
     await writeInversion(target, inversion);
     const previewFile = target.replace(/\.inversion\.safetensors$|\.safetensors$/, '.preview.png');
     await writeImage(previewFile, preview, { format: 'png' });
-    return {
-      inversion: target,
-      preview: previewFile,
-      nfe: result.nfe,
-      seconds: result.seconds,
-      levels: inv.levels,
+    return { inversion: target, preview: previewFile };
+  }
+
+  /**
+   * Edits a photo in one job (ALGORITHMS.md §5): invert at the working size with the source
+   * prompt, replay with the edit prompt (blended to the source trajectory outside the mask), and
+   * add the change to the photo at its own size, O = S + M·up(D(w) − D(x)). Where the feathered
+   * mask is 0, and everywhere when the prompts agree, the output's samples are the photo's.
+   */
+  async edit(p: EditParams, outFile: string, run: RunOptions = {}): Promise<EditResult> {
+    const params = editParamsSchema.parse(p);
+    const target = path.resolve(outFile);
+    const format = photoFormatOf(target);
+    if (params.exportInversion !== undefined && !params.exportInversion.endsWith('.safetensors')) {
+      throw new RetraceError(
+        'BAD_INPUT',
+        `${params.exportInversion}: an inversion file must end in .inversion.safetensors`,
+      );
+    }
+    const model = await this.model(params.model);
+    const pack = model.source as LoadedPack;
+    run.onProgress?.({ phase: 'reading photo', step: 0, total: 1 });
+    const photo = await readPhoto(params.image);
+    const size =
+      params.workingSize !== undefined
+        ? workingSizeFromLongSide(pack, photo.width, photo.height, params.workingSize)
+        : workingSize(pack, photo.width, photo.height);
+    const mask =
+      params.mask !== undefined
+        ? await readMask(params.mask, photo.width, photo.height, {
+            ...(params.feather !== undefined ? { feather: params.feather } : {}),
+          })
+        : undefined;
+    for (const warning of mask?.warnings ?? [])
+      run.onProgress?.({ phase: 'warning', step: 0, total: 0, detail: warning });
+    const image = await workingCopy(photo, size.width, size.height);
+    const latents = await editImageLatents(
+      model,
+      image,
+      {
+        model: params.model,
+        image: params.image,
+        prompt: params.sourcePrompt,
+        negativePrompt: params.negativePrompt,
+        allowLowGamma: params.allowLowGamma,
+        ...(params.steps !== undefined ? { steps: params.steps } : {}),
+        ...(params.strength !== undefined ? { strength: params.strength } : {}),
+        ...(params.gamma !== undefined ? { gamma: params.gamma } : {}),
+        ...(params.guidance !== undefined ? { guidance: params.guidance } : {}),
+      },
+      { prompt: params.prompt, negativePrompt: params.negativePrompt },
+      mask ? (gh, gw) => areaDownsample(mask.values, photo.width, photo.height, gw, gh) : undefined,
+      run,
+    );
+    const inv = latents.inversion;
+    const delta = await changeOf(model, latents.source, latents.edited, inv.shape, size, run);
+    run.onProgress?.({ phase: 'compositing', step: 0, total: 1 });
+    const samples = await compositeChange(photo, delta, mask?.values);
+    const unchanged = delta.chw.every((v) => v === 0);
+    await mkdir(path.dirname(target), { recursive: true });
+    await writePhoto(target, photo, samples, {
+      format,
+      metadata: this.metadata(
+        'edit',
+        {
+          source: path.basename(params.image),
+          sourceSha256: photo.sha256,
+          sourcePrompt: params.sourcePrompt,
+          prompt: params.prompt,
+          mask: params.mask !== undefined ? path.basename(params.mask) : null,
+          levels: inv.levels,
+          gamma: inv.gamma,
+          guidance: inv.guidance,
+          working: [size.width, size.height],
+          model: pack.id,
+          nfe: latents.nfe,
+        },
+        {
+          prompt: params.prompt,
+          negativePrompt: params.negativePrompt,
+          steps: inv.steps,
+          sampler: 'BDIA-DDIM edit',
+          guidance: inv.guidance,
+          seed: 0,
+          width: photo.width,
+          height: photo.height,
+          model: pack.id,
+        },
+      ),
+    });
+    const result: EditResult = {
+      image: target,
+      width: photo.width,
+      height: photo.height,
+      workingWidth: size.width,
+      workingHeight: size.height,
+      nfe: latents.nfe,
+      seconds: latents.seconds,
+      unchanged,
+      warnings: mask?.warnings ?? [],
     };
+    if (mask) result.maskCoverage = mask.coverage;
+    if (params.exportInversion !== undefined) {
+      const written = await this.writeInversionFile(
+        model,
+        inv,
+        latents.source,
+        photo.sha256,
+        params.exportInversion,
+      );
+      result.inversion = written.inversion;
+    }
+    return result;
   }
 
   async replayInversion(
@@ -428,6 +614,15 @@ export class Engine {
       width: inv.meta.width,
       height: inv.meta.height,
     };
+    if (params.source !== undefined) {
+      return this.replayOntoSource(model, state, inv.meta.sourceSha256, params, outFile, run);
+    }
+    if (params.mask !== undefined) {
+      throw new RetraceError(
+        'BAD_INPUT',
+        '--mask needs --source PHOTO (the photo the inversion was made from)',
+      );
+    }
     const result = await replayPipeline(
       model,
       state,
@@ -454,6 +649,76 @@ export class Engine {
       }),
     });
     return { image: target, nfe: result.nfe, seconds: result.seconds };
+  }
+
+  /** A replay carried onto the source photo at its full size (and masked when asked). */
+  private async replayOntoSource(
+    model: DiffusionModel,
+    state: InversionState,
+    recordedSha256: string,
+    params: z.output<typeof replayParamsSchema>,
+    outFile: string,
+    run: RunOptions,
+  ): Promise<ReplayResult> {
+    const source = params.source as string;
+    const target = path.resolve(outFile);
+    const format = photoFormatOf(target);
+    const photo = await readPhoto(source);
+    if (photo.sha256 !== recordedSha256) {
+      throw new RetraceError(
+        'BAD_INPUT',
+        `${source}: not the photo ${params.inversion} was made from (its sha256 is ${photo.sha256}, the inversion recorded ${recordedSha256}); the photo changed since the inversion`,
+      );
+    }
+    const mask =
+      params.mask !== undefined
+        ? await readMask(params.mask, photo.width, photo.height, {
+            ...(params.feather !== undefined ? { feather: params.feather } : {}),
+          })
+        : undefined;
+    for (const warning of mask?.warnings ?? [])
+      run.onProgress?.({ phase: 'warning', step: 0, total: 0, detail: warning });
+    const latents = await editFromInversion(
+      model,
+      state,
+      {
+        ...(params.prompt !== undefined ? { prompt: params.prompt } : {}),
+        ...(params.negativePrompt !== undefined ? { negativePrompt: params.negativePrompt } : {}),
+        ...(params.guidance !== undefined ? { guidance: params.guidance } : {}),
+      },
+      mask ? (gh, gw) => areaDownsample(mask.values, photo.width, photo.height, gw, gh) : undefined,
+      run,
+    );
+    const size = { width: state.width, height: state.height };
+    const delta = await changeOf(model, latents.source, latents.edited, state.shape, size, run);
+    run.onProgress?.({ phase: 'compositing', step: 0, total: 1 });
+    const samples = await compositeChange(photo, delta, mask?.values);
+    await mkdir(path.dirname(target), { recursive: true });
+    await writePhoto(target, photo, samples, {
+      format,
+      metadata: this.metadata('replay', {
+        inversion: path.basename(params.inversion),
+        source: path.basename(source),
+        prompt: params.prompt ?? state.prompt,
+        sourcePrompt: state.prompt,
+        mask: params.mask !== undefined ? path.basename(params.mask) : null,
+        levels: state.levels,
+        gamma: state.gamma,
+        model: model.source.id,
+        nfe: latents.nfe,
+      }),
+    });
+    const result: ReplayResult = {
+      image: target,
+      width: photo.width,
+      height: photo.height,
+      nfe: latents.nfe,
+      seconds: latents.seconds,
+      unchanged: delta.chw.every((v) => v === 0),
+      warnings: mask?.warnings ?? [],
+    };
+    if (mask) result.maskCoverage = mask.coverage;
+    return result;
   }
 
   async roundtrip(

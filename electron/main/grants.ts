@@ -92,8 +92,11 @@ export class Grants {
       case 'invert':
       case 'roundtrip':
         return this.canRead(job.params.image) ? undefined : notGranted(job.params.image);
-      case 'replay':
-        return this.canRead(job.params.inversion) ? undefined : notGranted(job.params.inversion);
+      case 'replay': {
+        const { inversion, source, mask } = job.params;
+        const bad = [inversion, source, mask].find((p) => p !== undefined && !this.canRead(p));
+        return bad === undefined ? undefined : notGranted(bad);
+      }
       case 'restore': {
         const bad = job.params.inputs.find((p) => !this.canRead(p));
         if (bad) return notGranted(bad);

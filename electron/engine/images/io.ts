@@ -378,7 +378,7 @@ function quoteA1111(value: string): string {
 
 const XMP_NS = 'https://retrace.invalid/xmp/1.0/';
 
-function buildXmp(meta: ImageMetadata): string {
+export function buildXmp(meta: ImageMetadata): string {
   const fields = [`<retrace:json>${xmlEscape(asciiJson(meta.retrace))}</retrace:json>`];
   if (meta.parameters !== undefined) {
     const text = xmlEscape(meta.parameters);
@@ -437,7 +437,7 @@ function xmpProperty(xmp: string, name: string): string | undefined {
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
-function pngChunk(type: string, data: Buffer): Buffer {
+export function pngChunk(type: string, data: Buffer): Buffer {
   const chunk = Buffer.alloc(12 + data.length);
   chunk.writeUInt32BE(data.length, 0);
   chunk.write(type, 4, 'latin1');
@@ -456,14 +456,14 @@ function pngTextChunk(keyword: string, text: string): Buffer {
   return pngChunk('iTXt', Buffer.concat([head, Buffer.from(text, 'utf8')]));
 }
 
-function pngTextChunks(meta: ImageMetadata): Buffer[] {
+export function pngTextChunks(meta: ImageMetadata): Buffer[] {
   const chunks = [pngTextChunk('retrace', asciiJson(meta.retrace))];
   if (meta.parameters !== undefined) chunks.push(pngTextChunk('parameters', meta.parameters));
   return chunks;
 }
 
 /** Inserts chunks right after IHDR, so readers that stop at the first IDAT still see them. */
-function insertPngChunks(png: Buffer, chunks: Buffer[], name: string): Buffer {
+export function insertPngChunks(png: Buffer, chunks: Buffer[], name: string): Buffer {
   const ihdrEnd = 8 + 12 + 13;
   if (!png.subarray(0, 8).equals(PNG_SIGNATURE) || png.toString('latin1', 12, 16) !== 'IHDR') {
     throw new RetraceError('RUNTIME', `${name}: the PNG encoder produced no IHDR chunk`);

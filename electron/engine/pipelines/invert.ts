@@ -8,7 +8,7 @@ import type { InvertParams, RoundtripParams } from '../../contract/jobs.js';
 import { RetraceError } from '../errors.js';
 import type { RunOptions } from '../progress.js';
 import { maxAbsDiff } from '../runtime/tensors.js';
-import { invertBdia, replayBdia, type BdiaPair } from '../schedulers/bdia.js';
+import { invertBdia, replayBdia, type BdiaPair, type MaskBlend } from '../schedulers/bdia.js';
 import { sampleDdim } from '../schedulers/ddim.js';
 import { invertDdimNaive } from '../schedulers/ddim-inversion.js';
 import { editLevels } from '../schedulers/schedule.js';
@@ -155,6 +155,7 @@ export async function invertImage(
   image: ModelImage,
   input: InvertParams,
   run: RunOptions = {},
+  hooks: { onState?: (index: number, z: Float64Array) => void } = {},
 ): Promise<InvertOutput> {
   const started = performance.now();
   requireInvertible(model);
@@ -180,6 +181,7 @@ export async function invertImage(
       onStep: stepReporter(run, 'inverting'),
       onWarning: (message) =>
         run.onProgress?.({ phase: 'warning', step: 0, total: 0, detail: message }),
+      ...(hooks.onState ? { onState: hooks.onState } : {}),
     },
   );
   return {
@@ -208,14 +210,19 @@ export interface ReplayOptions {
   prompt?: string;
   negativePrompt?: string;
   guidance?: number;
+  /** A masked replay: blend towards the source trajectory (ALGORITHMS.md §5). */
+  blend?: MaskBlend;
+  /** Receives each state of the replay (copy what you keep). */
+  onState?: (index: number, z: Float64Array) => void;
 }
 
-export async function replayInversion(
+/** The replay's final latent, not decoded. */
+export async function replayLatent(
   model: DiffusionModel,
   inversion: InversionState,
   options: ReplayOptions,
   run: RunOptions = {},
-): Promise<ReplayOutput> {
+): Promise<Omit<ReplayOutput, 'image'>> {
   const started = performance.now();
   requireInvertible(model);
   const conditioning = await conditioningOf(
@@ -238,11 +245,23 @@ export async function replayInversion(
       gamma: inversion.gamma,
       ...(run.signal ? { signal: run.signal } : {}),
       onStep: stepReporter(run, 'replaying'),
+      ...(options.blend ? { blend: options.blend } : {}),
+      ...(options.onState ? { onState: options.onState } : {}),
     },
   );
+  return { latent: result.sample, nfe: result.nfe, seconds: secondsSince(started) };
+}
+
+export async function replayInversion(
+  model: DiffusionModel,
+  inversion: InversionState,
+  options: ReplayOptions,
+  run: RunOptions = {},
+): Promise<ReplayOutput> {
+  const result = await replayLatent(model, inversion, options, run);
   run.onProgress?.({ phase: 'decoding', step: 0, total: 1 });
-  const image = await decodeState(model, result.sample, inversion.shape);
-  return { latent: result.sample, image, nfe: result.nfe, seconds: secondsSince(started) };
+  const image = await decodeState(model, result.latent, inversion.shape);
+  return { ...result, image };
 }
 
 /** [−1, 1] values → the 0–255 scale of an 8-bit image. */

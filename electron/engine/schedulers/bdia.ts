@@ -84,6 +84,46 @@ export interface BdiaOptions extends LoopOptions {
    * stays exact. Applied at every G_k whose level is above the cutoff.
    */
   timeShift?: { window: number; cutoff: number };
+  /**
+   * A masked replay (ALGORITHMS.md §5): after each step the new state is blended with the source
+   * trajectory's state at the same level, z ← m·z + (1−m)·z^s (lattice-rounded), with the weight
+   * m ∈ [0, 1] per spatial position (broadcast over channels). Where m = 0 the state is the
+   * source's, bit for bit; the blend is a function of the states, so replays stay exact.
+   */
+  blend?: MaskBlend;
+  /**
+   * Receives each state as it is computed (by its kept-level index), in a buffer that is reused
+   * afterwards: copy what you keep.
+   */
+  onState?: (index: number, z: Float64Array) => void;
+}
+
+export interface MaskBlend {
+  /** One weight per position of a channel plane (the state's length is a multiple of it). */
+  weights: Float64Array;
+  /** The source trajectory's state at kept level `index` (0 = the clean latent). */
+  state(index: number): Float64Array;
+}
+
+/** Blends `z` (the state at level `index`) towards the source's where the weight is below 1. */
+function applyBlend(blend: MaskBlend, index: number, z: Float64Array, what: string): void {
+  const { weights } = blend;
+  const source = blend.state(index);
+  const plane = weights.length;
+  if (source.length !== z.length || z.length % plane !== 0) {
+    throw new RetraceError(
+      'BAD_INPUT',
+      `masked replay: a mask of ${plane} positions and source states of ${source.length} values do not fit states of ${z.length}`,
+    );
+  }
+  for (let i = 0; i < z.length; i++) {
+    const m = weights[i % plane] as number;
+    if (m === 1) continue;
+    z[i] =
+      m === 0
+        ? (source[i] as number)
+        : checkedLattice(m * (z[i] as number) + (1 - m) * (source[i] as number), what);
+  }
 }
 
 export interface BdiaInversionOptions extends BdiaOptions {
@@ -196,6 +236,8 @@ async function descend(
     const what = `the state at level ${levels[k - 1]}`;
     for (let i = 0; i < z.length; i++)
       spare[i] = checkedLattice(onLattice(gamma * (zAbove[i] as number)) + (g[i] as number), what);
+    if (options.blend) applyBlend(options.blend, k - 1, spare, what);
+    options.onState?.(k - 1, spare);
     [zAbove, z, spare] = [z, spare, zAbove];
   }
   return z;
@@ -283,11 +325,14 @@ export async function invertBdia(
   let spare: Float64Array = new Float64Array(x.length);
   const g = new Float64Array(x.length);
   const gamma = options.gamma;
+  options.onState?.(0, source);
+  options.onState?.(1, source);
   for (let k = 1; k < top; k++) {
     await coupling(schedule, z, levels, k, network, options, g);
     const what = `the state at level ${levels[k + 1]}`;
     for (let i = 0; i < z.length; i++)
       spare[i] = latticePreimage((zBelow[i] as number) - (g[i] as number), gamma, what);
+    options.onState?.(k + 1, spare);
     [zBelow, z, spare] = [z, spare, zBelow];
   }
   return { top: z, next: zBelow, source, nfe: network.count };

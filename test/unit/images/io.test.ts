@@ -685,3 +685,23 @@ describe('conversions', () => {
     await expectError(sha256File(file('nope.bin')), 'BAD_FILE', 'nope.bin');
   });
 });
+
+describe('edit masks on a coarser grid (ALGORITHMS.md §5)', () => {
+  it('area-averages exactly, fractional cell edges weighted', async () => {
+    const { areaDownsample } = await import('../../../electron/engine/images/photo.js');
+    // 6×3 pixels into 4×2 cells: each cell covers 1.5 × 1.5 pixels.
+    const values = Uint8Array.from([
+      255, 255, 255, 0, 0, 0, 255, 255, 255, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ]);
+    const cells = areaDownsample(values, 6, 3, 4, 2);
+    // Top-left cell: rows 0–1.5, columns 0–1.5, all of it inside the white block → 1.
+    expect(cells[0]).toBeCloseTo(1, 12);
+    // Second cell: columns 1.5–3 (white), rows 0–1.5 (white) → 1; third: columns 3–4.5 → 0.
+    expect(cells[1]).toBeCloseTo(1, 12);
+    expect(cells[2]).toBeCloseTo(0, 12);
+    // Bottom-left: rows 1.5–3, half a row white (row 1, weight 0.5) of 1.5 → 1/3.
+    expect(cells[4]).toBeCloseTo(1 / 3, 12);
+    const all = areaDownsample(new Uint8Array(6 * 3).fill(255), 6, 3, 4, 2);
+    expect([...all].every((v) => v === 1)).toBe(true);
+  });
+});

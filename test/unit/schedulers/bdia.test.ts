@@ -189,3 +189,87 @@ describe('BDIA guards', () => {
     expect(steps).toEqual(['1/2', '2/2']);
   });
 });
+
+describe('masked BDIA replay (ALGORITHMS.md §5)', () => {
+  // Two "channels" of 8 positions each; the mask keeps positions 0–3 and edits 4–7.
+  const plane = 8;
+  const weights = Float64Array.from({ length: plane }, (_, j) => (j < 4 ? 0 : j === 4 ? 0.5 : 1));
+  /** A different prompt, for the toy: the same ε shifted by a constant. */
+  const editEps: NoiseEstimator = (z, timesteps, step) => {
+    const out = toyEps(z, timesteps, step) as Float64Array;
+    return out.map((v) => v + 0.3);
+  };
+
+  async function trajectory(gamma: number) {
+    const states = new Map<number, Float64Array>();
+    const inverted = await invertBdia(sd, x, levels, toyEps, {
+      gamma,
+      onState: (k, z) => states.set(k, Float64Array.from(z)),
+    });
+    return { inverted, states };
+  }
+
+  it('records every state of the inversion: z_0 = z_1 = x, …, z_M and z_{M−1} the stored pair', async () => {
+    const { inverted, states } = await trajectory(0.94);
+    const top = levels.length - 1;
+    expect([...states.keys()].sort((a, b) => a - b)).toEqual([...Array(top + 1).keys()]);
+    expect(states.get(0)).toEqual(inverted.source);
+    expect(states.get(1)).toEqual(inverted.source);
+    expect(states.get(top)).toEqual(inverted.top);
+    expect(states.get(top - 1)).toEqual(inverted.next);
+  });
+
+  it('where the mask is 0 every state is the source trajectory’s, bit for bit; elsewhere the edit moves it', async () => {
+    const { inverted, states } = await trajectory(0.94);
+    const seen = new Map<number, Float64Array>();
+    const edited = await replayBdia(sd, inverted, levels, editEps, {
+      gamma: 0.94,
+      blend: { weights, state: (k) => states.get(k) as Float64Array },
+      onState: (k, z) => seen.set(k, Float64Array.from(z)),
+    });
+    for (const [k, z] of seen) {
+      const source = states.get(k) as Float64Array;
+      for (let i = 0; i < d; i++) {
+        if ((weights[i % plane] as number) === 0)
+          expect(z[i], `state ${k}, entry ${i}`).toBe(source[i]);
+      }
+    }
+    for (let i = 0; i < d; i++) {
+      const m = weights[i % plane] as number;
+      if (m === 0) expect(edited.sample[i]).toBe(inverted.source[i]);
+      else
+        expect(
+          Math.abs((edited.sample[i] as number) - (inverted.source[i] as number)),
+        ).toBeGreaterThan(1e-3);
+    }
+    // The plain edit (no mask) moves the kept positions too: the mask is what keeps them.
+    const plain = await replayBdia(sd, inverted, levels, editEps, { gamma: 0.94 });
+    expect(maxAbsDiff(plain.sample.subarray(0, 4), inverted.source.subarray(0, 4))).toBeGreaterThan(
+      1e-3,
+    );
+  });
+
+  it('a masked edit is itself exact: replaying it twice gives the same bits', async () => {
+    const { inverted, states } = await trajectory(1);
+    const options = {
+      gamma: 1,
+      blend: { weights, state: (k: number) => states.get(k) as Float64Array },
+    };
+    const a = await replayBdia(sd, inverted, levels, editEps, options);
+    const b = await replayBdia(sd, inverted, levels, editEps, options);
+    expect(maxAbsDiff(a.sample, b.sample)).toBe(0);
+    // With the source prompt, the masked replay is the plain round trip: x exactly.
+    const back = await replayBdia(sd, inverted, levels, toyEps, options);
+    expect(maxAbsDiff(back.sample, inverted.source)).toBe(0);
+  });
+
+  it('refuses a mask that does not fit the states', async () => {
+    const { inverted, states } = await trajectory(1);
+    await expect(
+      replayBdia(sd, inverted, levels, editEps, {
+        gamma: 1,
+        blend: { weights: new Float64Array(5), state: (k) => states.get(k) as Float64Array },
+      }),
+    ).rejects.toThrow(/a mask of 5 positions .* do not fit states of 16/);
+  });
+});
