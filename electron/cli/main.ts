@@ -262,6 +262,16 @@ function buildProgram(
       'edit only where this image is white (or opaque); any size, scaled to the photo',
     )
     .option(
+      '--auto-mask',
+      'find the mask from the two prompts (DiffEdit: where the network’s noise estimates disagree)',
+    )
+    .option(
+      '--mask-ratio <r>',
+      'auto mask: mark where the prompts differ by more than r/2 × their mean difference (default 3; lower marks more)',
+      floatOption('--mask-ratio', 1, 20),
+    )
+    .option('--mask-out <png>', 'write the mask used (photo size, white = edited)')
+    .option(
       '--feather <px>',
       'soften the mask edge over this many pixels (default 0.5 % of the long side)',
       floatOption('--feather', 0, 1000),
@@ -301,6 +311,9 @@ function buildProgram(
           negativePrompt: o.negative as string,
           allowLowGamma: Boolean(o.allowLowGamma),
           ...(o.mask !== undefined ? { mask: o.mask as string } : {}),
+          autoMask: Boolean(o.autoMask),
+          ...(o.maskRatio !== undefined ? { maskRatio: o.maskRatio as number } : {}),
+          ...(o.maskOut !== undefined ? { maskOut: o.maskOut as string } : {}),
           ...(o.feather !== undefined ? { feather: o.feather as number } : {}),
           ...(o.workingSize !== undefined ? { workingSize: o.workingSize as number } : {}),
           ...(o.steps !== undefined ? { steps: o.steps as number } : {}),

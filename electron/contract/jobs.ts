@@ -85,12 +85,24 @@ export const editParamsSchema = z.strictObject({
   allowLowGamma: z.boolean().default(false),
   /** A mask image: white (or opaque) = edit, any size (scaled to the photo). */
   mask: filePath.optional(),
+  /** Find the mask from the two prompts (DiffEdit) instead. */
+  autoMask: z.boolean().default(false),
+  /** DiffEdit's clamp ratio: a cell is marked above ratio/2 × the mean difference (lower: larger masks). */
+  maskRatio: z.number().min(1).max(20).optional(),
+  /** Write the mask used (full size, 8-bit grey) here. */
+  maskOut: filePath.optional(),
   feather: feather.optional(),
   /** The long side of the working image, a multiple of the pack's; absent: the pack's size. */
   workingSize: z.number().int().min(8).max(4096).optional(),
   /** Also write the inversion, for replays later. */
   exportInversion: filePath.optional(),
 });
+
+/** The edit's params, with the one rule zod's object cannot say: one kind of mask at most. */
+export const editRequestSchema = editParamsSchema.refine(
+  (p) => !(p.mask !== undefined && p.autoMask),
+  { message: 'give a mask or ask for the automatic one, not both', path: ['autoMask'] },
+);
 
 export const roundtripParamsSchema = invertParamsSchema.extend({
   method: z.enum(['bdia', 'ddim-inversion']).default('bdia'),

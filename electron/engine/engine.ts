@@ -6,7 +6,7 @@ import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { z } from 'zod';
 import {
-  editParamsSchema,
+  editRequestSchema,
   replayParamsSchema,
   restoreParamsSchema,
   type EditParams,
@@ -47,15 +47,20 @@ import {
 import {
   areaDownsample,
   compositeChange,
+  maskFromGrid,
   readMask,
   readPhoto,
   workingCopy,
+  writeMask,
   writePhoto,
 } from './images/photo.js';
+import { AUTO_MASK_DEFAULTS, autoMask } from './pipelines/automask.js';
+import { ENGINE_DEFAULTS } from './pipelines/common.js';
 import { changeOf, editFromInversion, editImageLatents } from './pipelines/edit.js';
 import { generate as generatePipeline } from './pipelines/generate.js';
 import {
   decodeState,
+  encode as encodeState,
   invertImage as invertPipeline,
   replayInversion as replayPipeline,
   roundtrip as roundtripPipeline,
@@ -123,6 +128,10 @@ export interface EditResult extends ReplayResult {
   workingWidth: number;
   workingHeight: number;
   inversion?: string;
+  /** Network calls of the automatic mask (included in nfe). */
+  maskNfe?: number;
+  /** Where the mask was written (--mask-out). */
+  mask?: string;
 }
 
 export interface RoundtripResult {
@@ -479,7 +488,16 @@ export class Engine {
    * mask is 0, and everywhere when the prompts agree, the output's samples are the photo's.
    */
   async edit(p: EditParams, outFile: string, run: RunOptions = {}): Promise<EditResult> {
-    const params = editParamsSchema.parse(p);
+    const parsed = editRequestSchema.safeParse(p);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const field = issue?.path.join('.') ?? '';
+      throw new RetraceError(
+        'BAD_INPUT',
+        `edit: ${field === 'autoMask' ? '--mask and --auto-mask' : field}: ${issue?.message ?? 'invalid'}`,
+      );
+    }
+    const params = parsed.data;
     const target = path.resolve(outFile);
     const format = photoFormatOf(target);
     if (params.exportInversion !== undefined && !params.exportInversion.endsWith('.safetensors')) {
@@ -496,15 +514,47 @@ export class Engine {
       params.workingSize !== undefined
         ? workingSizeFromLongSide(pack, photo.width, photo.height, params.workingSize)
         : workingSize(pack, photo.width, photo.height);
-    const mask =
+    const feather = params.feather !== undefined ? { feather: params.feather } : {};
+    let mask =
       params.mask !== undefined
-        ? await readMask(params.mask, photo.width, photo.height, {
-            ...(params.feather !== undefined ? { feather: params.feather } : {}),
-          })
+        ? await readMask(params.mask, photo.width, photo.height, feather)
         : undefined;
     for (const warning of mask?.warnings ?? [])
       run.onProgress?.({ phase: 'warning', step: 0, total: 0, detail: warning });
     const image = await workingCopy(photo, size.width, size.height);
+    // The latent is encoded once: the automatic mask and the inversion must see the same x.
+    const encoded = await encodeState(model, image);
+    let maskNfe = 0;
+    if (params.autoMask) {
+      const found = await autoMask(
+        model,
+        encoded.latent,
+        encoded.shape,
+        { source: params.sourcePrompt, edit: params.prompt, negative: params.negativePrompt },
+        {
+          ...AUTO_MASK_DEFAULTS,
+          ...(params.maskRatio !== undefined ? { ratio: params.maskRatio } : {}),
+          guidance: params.guidance ?? ENGINE_DEFAULTS.guidance,
+        },
+        run,
+      );
+      maskNfe = found.nfe;
+      if (found.coverage === 0) {
+        throw new RetraceError(
+          'BAD_INPUT',
+          `${params.image}: the automatic mask is empty (the two prompts agree everywhere on this photo); paint a mask, lower --mask-ratio, or make the edit prompt differ where the change should be`,
+        );
+      }
+      mask = await maskFromGrid(
+        found.mask,
+        found.width,
+        found.height,
+        photo.width,
+        photo.height,
+        feather,
+      );
+    }
+    if (mask && params.maskOut !== undefined) await writeMask(path.resolve(params.maskOut), mask);
     const latents = await editImageLatents(
       model,
       image,
@@ -522,6 +572,7 @@ export class Engine {
       { prompt: params.prompt, negativePrompt: params.negativePrompt },
       mask ? (gh, gw) => areaDownsample(mask.values, photo.width, photo.height, gw, gh) : undefined,
       run,
+      encoded,
     );
     const inv = latents.inversion;
     const delta = await changeOf(model, latents.source, latents.edited, inv.shape, size, run);
@@ -544,7 +595,8 @@ export class Engine {
           guidance: inv.guidance,
           working: [size.width, size.height],
           model: pack.id,
-          nfe: latents.nfe,
+          nfe: latents.nfe + maskNfe,
+          autoMask: params.autoMask,
         },
         {
           prompt: params.prompt,
@@ -565,12 +617,14 @@ export class Engine {
       height: photo.height,
       workingWidth: size.width,
       workingHeight: size.height,
-      nfe: latents.nfe,
+      nfe: latents.nfe + maskNfe,
       seconds: latents.seconds,
       unchanged,
       warnings: mask?.warnings ?? [],
     };
     if (mask) result.maskCoverage = mask.coverage;
+    if (maskNfe) result.maskNfe = maskNfe;
+    if (params.maskOut !== undefined && mask) result.mask = path.resolve(params.maskOut);
     if (params.exportInversion !== undefined) {
       const written = await this.writeInversionFile(
         model,

@@ -260,6 +260,76 @@ describe('retrace edit', () => {
     expect(inside).toBeGreaterThan(0);
   }, 240_000);
 
+  it('--auto-mask finds the mask from the two prompts, writes it with --mask-out, and keeps the rest exact', async () => {
+    const [W, H] = [256, 192];
+    const photo = path.join(work, 'auto.png');
+    await sharp(await scene(photo, W, H, 11), { raw: { width: W, height: H, channels: 3 } }).toFile(
+      photo,
+    );
+    const maskOut = path.join(work, 'auto-mask.png');
+    const r = await cli(
+      'edit',
+      photo,
+      ...common,
+      '--prompt',
+      'a green disc and a blue box',
+      '--auto-mask',
+      // The tiny random network's difference map is nearly flat: DiffEdit's ratio 3 marks nothing.
+      '--mask-ratio',
+      '2',
+      '--mask-out',
+      maskOut,
+      '--out',
+      path.join(work, 'auto-out.png'),
+      '--json',
+    );
+    expect(r.code, r.err).toBe(0);
+    const result = JSON.parse(r.out) as {
+      nfe: number;
+      maskNfe: number;
+      maskCoverage: number;
+      mask: string;
+    };
+    // DiffEdit's 10 draws, one network call each, on top of the edit's own calls.
+    expect(result.maskNfe).toBe(10);
+    expect(result.mask).toBe(maskOut);
+    expect(result.maskCoverage).toBeGreaterThan(0);
+    expect(result.maskCoverage).toBeLessThan(1);
+    const header = await sharp(maskOut).metadata();
+    expect([header.width, header.height, header.channels]).toEqual([W, H, 1]);
+    const written = await sharp(maskOut)
+      .extractChannel(0)
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    const src = (await rawOf(photo)).data;
+    const out = (await rawOf(path.join(work, 'auto-out.png'))).data;
+    let outside = 0;
+    let kept = 0;
+    for (let p = 0; p < W * H; p++) {
+      if (written.data[p] !== 0) continue;
+      kept += 1;
+      if ([0, 1, 2].some((c) => out[3 * p + c] !== src[3 * p + c])) outside += 1;
+    }
+    expect(kept).toBeGreaterThan(0);
+    expect(outside).toBe(0);
+    const both = await cli(
+      'edit',
+      photo,
+      ...common,
+      '--prompt',
+      'x',
+      '--auto-mask',
+      '--mask',
+      maskOut,
+      '--out',
+      path.join(work, 'both.png'),
+    );
+    expect(both.code).toBe(2);
+    expect(both.err).toMatch(
+      /--mask and --auto-mask: give a mask or ask for the automatic one, not both/,
+    );
+  }, 240_000);
+
   it('bad input: one line naming the file or option, exit 2, nothing written', async () => {
     const [W, H] = [120, 80];
     const photo = path.join(work, 'small.png');

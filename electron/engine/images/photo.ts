@@ -251,6 +251,49 @@ export async function readMask(
 }
 
 /**
+ * A mask found on the latent grid (1 = edit) carried to the photo: scaled up (bilinear),
+ * thresholded at half, feathered like a user's mask.
+ */
+export async function maskFromGrid(
+  grid: Uint8Array,
+  gw: number,
+  gh: number,
+  width: number,
+  height: number,
+  options: { feather?: number } = {},
+): Promise<PixelMask> {
+  const cells = Uint8Array.from(grid, (v) => (v ? 255 : 0));
+  const { data } = await sharp(cells, { raw: { width: gw, height: gh, channels: 1 } })
+    .resize(width, height, { fit: 'fill', kernel: 'linear' })
+    .threshold(128, { greyscale: true })
+    .extractChannel(0)
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  const binary = new Uint8Array(data.buffer, data.byteOffset, data.length);
+  let covered = 0;
+  for (let i = 0; i < binary.length; i++) if (binary[i] !== 0) covered += 1;
+  const feather = options.feather ?? defaultFeather(width, height);
+  return {
+    width,
+    height,
+    values: await featherMask(binary, width, height, feather),
+    coverage: covered / binary.length,
+    warnings: [],
+  };
+}
+
+/** Writes a mask as an 8-bit grey PNG (white = edit), atomically. */
+export async function writeMask(file: string, mask: PixelMask): Promise<void> {
+  const png = await sharp(mask.values, {
+    raw: { width: mask.width, height: mask.height, channels: 1 },
+  })
+    .toColourspace('b-w')
+    .png({ compressionLevel: 6 })
+    .toBuffer();
+  await writeFileAtomic(file, png);
+}
+
+/**
  * The mask on a coarser grid (the latent's `gw`×`gh`) by area averaging, in [0, 1]: each cell is
  * the mean of the pixels it covers, fractional edges weighted. Separable, O(width·height).
  */

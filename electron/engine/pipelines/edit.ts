@@ -77,16 +77,14 @@ export async function editImageLatents(
   edit: ReplayOptions,
   mask: LatentMask | undefined,
   run: RunOptions = {},
+  encoded?: { latent: Float64Array; shape: number[] },
 ): Promise<EditLatents> {
   const started = performance.now();
   const trajectory = new Trajectory();
-  const inverted = await invertImage(
-    model,
-    image,
-    invert,
-    run,
-    mask ? { onState: trajectory.record } : {},
-  );
+  const inverted = await invertImage(model, image, invert, run, {
+    ...(mask ? { onState: trajectory.record } : {}),
+    ...(encoded ? { encoded } : {}),
+  });
   const inversion = inverted.inversion;
   if (isIdentityEdit(inversion, edit)) {
     // The replay would return x bit for bit (docs/exactness.md): no need to run it.

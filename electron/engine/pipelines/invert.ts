@@ -129,7 +129,7 @@ function conditioningOf(model: DiffusionModel, prompt: string, negativePrompt: s
 }
 
 /** The state the sampler works on: the scaled VAE latent, or the pixels of a pixel-space pack. */
-async function encode(model: DiffusionModel, image: ModelImage) {
+export async function encode(model: DiffusionModel, image: ModelImage) {
   if (model.manifest.space === 'pixel') {
     return { latent: Float64Array.from(image.chw), shape: [1, 3, image.height, image.width] };
   }
@@ -155,7 +155,11 @@ export async function invertImage(
   image: ModelImage,
   input: InvertParams,
   run: RunOptions = {},
-  hooks: { onState?: (index: number, z: Float64Array) => void } = {},
+  hooks: {
+    onState?: (index: number, z: Float64Array) => void;
+    /** The image's state, already encoded (an encode is not always repeatable). */
+    encoded?: { latent: Float64Array; shape: number[] };
+  } = {},
 ): Promise<InvertOutput> {
   const started = performance.now();
   requireInvertible(model);
@@ -167,7 +171,7 @@ export async function invertImage(
     stepsOffset(model),
   );
   run.onProgress?.({ phase: 'encoding image', step: 0, total: 1 });
-  const { latent, shape } = await encode(model, image);
+  const { latent, shape } = hooks.encoded ?? (await encode(model, image));
   const conditioning = await conditioningOf(model, p.prompt, p.negativePrompt);
   const pair = await invertBdia(
     scheduleOf(model),
