@@ -144,6 +144,8 @@ const summary = {
   bdiaVsDdimStepRatio: null,
   restoreThroughputEfficiency: null,
   peakRssMiB24MP: null,
+  editPeakRssMiB24MP: null,
+  editCompositeSeconds24MP: null,
   speedVsDiffusersOnnx: null,
   speedVsPytorch: null,
   goals: {
@@ -151,6 +153,8 @@ const summary = {
     bdiaVsDdimStepRatio: '<= 1.03',
     restoreThroughputEfficiency: '>= 0.9',
     peakRssMiB24MP: '<= 1536',
+    editPeakRssMiB24MP: '<= 1536',
+    editCompositeSeconds24MP: '<= 2',
     speedVsDiffusersOnnx: '> 1 means Retrace is faster',
     speedVsPytorch: '> 1 means Retrace is faster',
   },
@@ -799,6 +803,73 @@ await section(
   'peakRssMiB24MP',
 );
 
+// 24 MP masked edit (issue 10): the whole edit job's peak RSS in a process of its own, and the
+// full-resolution composite O = S + M·up(Δ) alone (median of 3).
+await section(
+  'edit 24mp',
+  async () => {
+    if (skip24) throw new Error('RETRACE_BENCH_24MP=0');
+    requirePath(tinySd, 'the tiny SD fixture');
+    const input = path.join(work, 'edit-24mp.jpg');
+    await sharp({
+      create: {
+        width: 6000,
+        height: 4000,
+        channels: 3,
+        background: { r: 120, g: 100, b: 90 },
+        noise: { type: 'gaussian', mean: 128, sigma: 30 },
+      },
+    })
+      .jpeg({ quality: 90 })
+      .toFile(input);
+    const mask = path.join(work, 'edit-24mp-mask.png');
+    await sharp({ create: { width: 6000, height: 4000, channels: 3, background: '#000' } })
+      .composite([
+        {
+          input: {
+            create: { width: 3000, height: 2000, channels: 3, background: '#fff' },
+          },
+          left: 1500,
+          top: 1000,
+        },
+      ])
+      .png()
+      .toFile(mask);
+    const child = await runJson(
+      process.execPath,
+      [
+        path.join(root, 'bench/edit-child.mjs'),
+        tinySd,
+        input,
+        mask,
+        path.join(work, 'edit-24mp'),
+        String(threads),
+      ],
+      600,
+    );
+    if (child.status !== 'ok') throw new Error(`the 24 MP edit failed: ${child.error}`);
+    summary.editPeakRssMiB24MP = round(child.peakRssMiB, 1);
+    summary.editCompositeSeconds24MP = round(child.compositeSeconds, 2);
+    summary.details.edit24MP = {
+      model:
+        'test/fixtures/tiny-sd (tiny network: the memory and time measured are the edit’s own)',
+      width: child.width,
+      height: child.height,
+      mask: 'a 3000×2000 rectangle (25 %), default feather',
+      nfe: child.nfe,
+      seconds: round(child.seconds, 2),
+      phases: Object.fromEntries(Object.entries(child.phases).map(([k, v]) => [k, round(v, 2)])),
+      baselineRssMiB: round(child.baselineRssMiB, 1),
+      compositeRuns: child.compositeRuns.map((v) => round(v, 3)),
+      compositeChange: '768×512 Δ upsampled to 6000×4000 (Lanczos), masked, added, 8-bit',
+    };
+    console.log(
+      `24 MP edit (6000×4000, 25 % mask, tiny-sd): peak RSS ${child.peakRssMiB.toFixed(0)} MiB (engine loaded: ${child.baselineRssMiB.toFixed(0)} MiB), ${child.seconds.toFixed(1)} s; composite alone ${child.compositeSeconds.toFixed(2)} s (median of 3)`,
+    );
+  },
+  'editPeakRssMiB24MP',
+);
+
 await rm(work, { recursive: true, force: true });
 summary.machine.loadAverageAtEnd = loadAverage();
 summary.benchSeconds = round((performance.now() - benchStarted) / 1000, 1);
@@ -842,6 +913,20 @@ table.push(
     '≤ 1536',
     goalMet(summary.peakRssMiB24MP, (v) => v <= 1536),
     'restore-pack FIXTURE network (memory only), tile 256',
+  ],
+  [
+    'peak RSS, 24 MP masked edit (MiB)',
+    fmt(summary.editPeakRssMiB24MP, 0),
+    '≤ 1536',
+    goalMet(summary.editPeakRssMiB24MP, (v) => v <= 1536),
+    'tiny-sd FIXTURE (the edit job’s own memory), 25 % mask',
+  ],
+  [
+    'full-resolution composite, 24 MP (s)',
+    fmt(summary.editCompositeSeconds24MP, 2),
+    '≤ 2',
+    goalMet(summary.editCompositeSeconds24MP, (v) => v <= 2),
+    '768×512 change → 6000×4000, masked, 8-bit',
   ],
   [
     'speed vs diffusers ONNX (×)',
