@@ -295,6 +295,11 @@ function buildProgram(
     .option('--guidance <g>', 'guidance scale, both ways', floatOption('--guidance', 0, 50))
     .option('--allow-low-gamma', 'accept γ below 0.85 (errors grow like (1/γ)^M)')
     .option('--export-inversion <file>', 'also write the inversion (NAME.inversion.safetensors)')
+    .addOption(
+      new Option('--method <m>', 'bdia (exact), or naive DDIM inversion as a baseline')
+        .choices(['bdia', 'ddim-inversion'])
+        .default('bdia'),
+    )
     .requiredOption(
       '--out <image>',
       'the result: .png keeps every pixel outside the mask exactly (8 or 16 bit, ICC kept); .jpg, .webp re-encode',
@@ -312,6 +317,7 @@ function buildProgram(
           allowLowGamma: Boolean(o.allowLowGamma),
           ...(o.mask !== undefined ? { mask: o.mask as string } : {}),
           autoMask: Boolean(o.autoMask),
+          method: o.method as 'bdia' | 'ddim-inversion',
           ...(o.maskRatio !== undefined ? { maskRatio: o.maskRatio as number } : {}),
           ...(o.maskOut !== undefined ? { maskOut: o.maskOut as string } : {}),
           ...(o.feather !== undefined ? { feather: o.feather as number } : {}),

@@ -96,6 +96,8 @@ export const editParamsSchema = z.strictObject({
   workingSize: z.number().int().min(8).max(4096).optional(),
   /** Also write the inversion, for replays later. */
   exportInversion: filePath.optional(),
+  /** `ddim-inversion`: the inexact baseline, for comparisons (no inversion file). */
+  method: z.enum(['bdia', 'ddim-inversion']).default('bdia'),
 });
 
 /** The edit's params, with the one rule zod's object cannot say: one kind of mask at most. */

@@ -56,7 +56,12 @@ import {
 } from './images/photo.js';
 import { AUTO_MASK_DEFAULTS, autoMask } from './pipelines/automask.js';
 import { ENGINE_DEFAULTS } from './pipelines/common.js';
-import { changeOf, editFromInversion, editImageLatents } from './pipelines/edit.js';
+import {
+  changeOf,
+  editFromInversion,
+  editImageLatents,
+  editImageLatentsDdim,
+} from './pipelines/edit.js';
 import { generate as generatePipeline } from './pipelines/generate.js';
 import {
   decodeState,
@@ -555,7 +560,14 @@ export class Engine {
       );
     }
     if (mask && params.maskOut !== undefined) await writeMask(path.resolve(params.maskOut), mask);
-    const latents = await editImageLatents(
+    if (params.method !== 'bdia' && params.exportInversion !== undefined) {
+      throw new RetraceError(
+        'BAD_INPUT',
+        '--export-inversion: only a BDIA edit has an exact inversion to export',
+      );
+    }
+    const editFn = params.method === 'bdia' ? editImageLatents : editImageLatentsDdim;
+    const latents = await editFn(
       model,
       image,
       {
@@ -574,8 +586,8 @@ export class Engine {
       run,
       encoded,
     );
-    const inv = latents.inversion;
-    const delta = await changeOf(model, latents.source, latents.edited, inv.shape, size, run);
+    const shape = 'inversion' in latents ? latents.inversion.shape : latents.shape;
+    const delta = await changeOf(model, latents.source, latents.edited, shape, size, run);
     run.onProgress?.({ phase: 'compositing', step: 0, total: 1 });
     const samples = await compositeChange(photo, delta, mask?.values);
     const unchanged = delta.chw.every((v) => v === 0);
@@ -590,9 +602,14 @@ export class Engine {
           sourcePrompt: params.sourcePrompt,
           prompt: params.prompt,
           mask: params.mask !== undefined ? path.basename(params.mask) : null,
-          levels: inv.levels,
-          gamma: inv.gamma,
-          guidance: inv.guidance,
+          method: params.method,
+          ...('inversion' in latents
+            ? {
+                levels: latents.inversion.levels,
+                gamma: latents.inversion.gamma,
+                guidance: latents.inversion.guidance,
+              }
+            : {}),
           working: [size.width, size.height],
           model: pack.id,
           nfe: latents.nfe + maskNfe,
@@ -601,9 +618,9 @@ export class Engine {
         {
           prompt: params.prompt,
           negativePrompt: params.negativePrompt,
-          steps: inv.steps,
-          sampler: 'BDIA-DDIM edit',
-          guidance: inv.guidance,
+          steps: params.steps ?? ENGINE_DEFAULTS.inversionSteps,
+          sampler: params.method === 'bdia' ? 'BDIA-DDIM edit' : 'DDIM inversion edit',
+          guidance: params.guidance ?? ENGINE_DEFAULTS.guidance,
           seed: 0,
           width: photo.width,
           height: photo.height,
@@ -625,10 +642,10 @@ export class Engine {
     if (mask) result.maskCoverage = mask.coverage;
     if (maskNfe) result.maskNfe = maskNfe;
     if (params.maskOut !== undefined && mask) result.mask = path.resolve(params.maskOut);
-    if (params.exportInversion !== undefined) {
+    if (params.exportInversion !== undefined && 'inversion' in latents) {
       const written = await this.writeInversionFile(
         model,
-        inv,
+        latents.inversion,
         latents.source,
         photo.sha256,
         params.exportInversion,

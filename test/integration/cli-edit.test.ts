@@ -178,6 +178,50 @@ describe('retrace edit', () => {
     const unmasked = await check(path.join(work, 'whole.png'));
     expect(unmasked.outsideDiffer).toBeGreaterThan(0);
 
+    // The naive DDIM baseline: same composite (exact outside), but its round trip drifts.
+    const naive = await cli(
+      'edit',
+      photo,
+      ...common,
+      ...edit,
+      '--mask',
+      mask,
+      '--method',
+      'ddim-inversion',
+      '--out',
+      path.join(work, 'naive.png'),
+      '--json',
+    );
+    expect(naive.code, naive.err).toBe(0);
+    expect((await check(path.join(work, 'naive.png'))).outsideDiffer).toBe(0);
+    const naiveSame = await cli(
+      'edit',
+      photo,
+      ...common,
+      '--prompt',
+      'a red disc and a blue box',
+      '--method',
+      'ddim-inversion',
+      '--out',
+      path.join(work, 'naive-same.png'),
+      '--json',
+    );
+    expect(JSON.parse(naiveSame.out)).toMatchObject({ unchanged: false });
+    const noFile = await cli(
+      'edit',
+      photo,
+      ...common,
+      ...edit,
+      '--method',
+      'ddim-inversion',
+      '--export-inversion',
+      path.join(work, 'n.inversion.safetensors'),
+      '--out',
+      path.join(work, 'n.png'),
+    );
+    expect(noFile.code).toBe(2);
+    expect(noFile.err).toMatch(/only a BDIA edit has an exact inversion/);
+
     // The same edit from the exported inversion: the source trajectory is replayed first.
     await cli('models', 'import', sd, '--id', 'tiny-sd');
     const replay = await cli(

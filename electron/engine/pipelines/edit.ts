@@ -7,10 +7,15 @@
 import type { InvertParams } from '../../contract/jobs.js';
 import type { RunOptions } from '../progress.js';
 import type { MaskBlend } from '../schedulers/bdia.js';
-import { secondsSince } from './common.js';
+import { sampleDdim } from '../schedulers/ddim.js';
+import { invertDdimNaive } from '../schedulers/ddim-inversion.js';
+import { editLevels } from '../schedulers/schedule.js';
+import { guidedEstimator, scheduleOf, secondsSince, stepReporter, stepsOffset } from './common.js';
 import {
   decodeState,
+  encode,
   invertImage,
+  resolveInvert,
   replayLatent,
   type InversionState,
   type ModelImage,
@@ -174,4 +179,83 @@ export async function changeOf(
   for (let i = 0; i < chw.length; i++)
     chw[i] = (after.chw[i] as number) - (before.chw[i] as number);
   return { chw, width: after.width, height: after.height };
+}
+
+/**
+ * The inexact baseline, for comparison only (the Shapes edit benchmark): naive DDIM inversion
+ * with the source prompt, DDIM sampling with the edit prompt, the same per-step blend towards the
+ * inversion's trajectory. The source latent x is the reference (a naive round trip does not
+ * return it, and that drift is part of what is compared). NFE = M + M.
+ */
+export async function editImageLatentsDdim(
+  model: DiffusionModel,
+  image: ModelImage,
+  invert: InvertParams,
+  edit: ReplayOptions,
+  mask: LatentMask | undefined,
+  run: RunOptions = {},
+  encoded?: { latent: Float64Array; shape: number[] },
+): Promise<Omit<EditLatents, 'inversion'> & { shape: number[] }> {
+  const started = performance.now();
+  const p = resolveInvert(model, invert);
+  const { levels } = editLevels(
+    model.manifest.schedule.trainSteps,
+    p.steps,
+    p.strength,
+    stepsOffset(model),
+  );
+  const { latent: x, shape } = encoded ?? (await encode(model, image));
+  const rowShape = shape.slice(1);
+  const schedule = scheduleOf(model);
+  const sourceText = model.manifest.components.textEncoder
+    ? await model.conditioning(p.prompt, p.negativePrompt)
+    : undefined;
+  const editText = model.manifest.components.textEncoder
+    ? await model.conditioning(edit.prompt ?? p.prompt, edit.negativePrompt ?? p.negativePrompt)
+    : undefined;
+  const states = new Map<number, Float64Array>();
+  const signal = run.signal ? { signal: run.signal } : {};
+  const up = await invertDdimNaive(
+    schedule,
+    x,
+    levels,
+    guidedEstimator(model, rowShape, sourceText, p.guidance, run.signal),
+    {
+      ...signal,
+      onStep: stepReporter(run, 'inverting'),
+      ...(mask
+        ? { onState: (k: number, z: Float64Array) => states.set(k, Float64Array.from(z)) }
+        : {}),
+    },
+  );
+  const weights = mask ? mask(shape[2] as number, shape[3] as number) : undefined;
+  const plane = weights?.length ?? 1;
+  const down = await sampleDdim(
+    schedule,
+    up.sample,
+    levels,
+    guidedEstimator(model, rowShape, editText, edit.guidance ?? p.guidance, run.signal),
+    {
+      ...signal,
+      onStep: stepReporter(run, 'replaying'),
+      ...(weights
+        ? {
+            afterStep: (k: number, z: Float64Array) => {
+              const source = states.get(k) as Float64Array;
+              for (let i = 0; i < z.length; i++) {
+                const m = weights[i % plane] as number;
+                z[i] = m * (z[i] as number) + (1 - m) * (source[i] as number);
+              }
+            },
+          }
+        : {}),
+    },
+  );
+  return {
+    source: x,
+    edited: down.sample,
+    shape,
+    nfe: up.nfe + down.nfe,
+    seconds: secondsSince(started),
+  };
 }

@@ -16,6 +16,8 @@ import { alphaBarAt, type NoiseSchedule } from './schedule.js';
 export interface NaiveInversionOptions extends LoopOptions {
   batch?: number;
   prediction?: Prediction;
+  /** Receives z_0 and each z_k as computed (copy what you keep). */
+  onState?: (index: number, z: Float64Array) => void;
 }
 
 /**
@@ -38,6 +40,7 @@ export async function invertDdimNaive(
   const steps = levels.length - 1;
   const network = new NetworkCalls(eps, steps, options);
   let state: Float64Array = Float64Array.from(z);
+  options.onState?.(0, state);
   for (let k = 1; k <= steps; k++) {
     const target = levels[k] as number;
     const alphaBarSource = alphaBarAt(schedule, levels[k - 1] as number);
@@ -46,6 +49,7 @@ export async function invertDdimNaive(
     const alphaBars = new Array<number>(batch).fill(alphaBarSource);
     const e = toEpsilon(out, state, alphaBars, options.prediction ?? 'epsilon');
     state = ddimMap(state, e, alphaBarSource, alphaBarAt(schedule, target));
+    options.onState?.(k, state);
   }
   return { sample: state, nfe: network.count };
 }

@@ -121,6 +121,8 @@ export interface DdimSampleOptions extends LoopOptions {
   /** Standard normal noise for the update of loop step `stepIndex` (0 first); needed if η > 0. */
   noise?: (stepIndex: number) => Float64Array;
   prediction?: Prediction;
+  /** Sees (and may change, e.g. blend towards a source trajectory) the state at level index k−1 after step k. */
+  afterStep?: (index: number, z: Float64Array) => void;
 }
 
 /**
@@ -164,6 +166,7 @@ export async function sampleDdim(
       eta,
       noise,
     ).prevSample;
+    options.afterStep?.(k - 1, state);
   }
   return { sample: state, nfe: network.count };
 }
