@@ -171,6 +171,26 @@ describe('retrace edit', () => {
       }
       return { outsideDiffer, insideDiffer, zeros };
     };
+    // Independently of the engine's mask code: the painted half is x < 150; the default feather
+    // is 2 px, so every pixel from x = 156 on must be the photo's, and the edit must show well
+    // inside (x < 144).
+    const geometry = async (file: string) => {
+      const out = (await rawOf(file)).data;
+      let farDiffer = 0;
+      let insideDiffer = 0;
+      for (let y = 0; y < H; y++) {
+        for (let x = 0; x < W; x++) {
+          const p = y * W + x;
+          const differs = [0, 1, 2].some((c) => out[3 * p + c] !== src[3 * p + c]);
+          if (x >= 156 && differs) farDiffer += 1;
+          if (x < 144 && differs) insideDiffer += 1;
+        }
+      }
+      return { farDiffer, insideDiffer };
+    };
+    const g = await geometry(path.join(work, 'masked.png'));
+    expect(g.farDiffer).toBe(0);
+    expect(g.insideDiffer).toBeGreaterThan(0.5 * 144 * H);
     const inJob = await check(path.join(work, 'masked.png'));
     expect(inJob.zeros).toBeGreaterThan(0.4 * W * H);
     expect(inJob.outsideDiffer).toBe(0);

@@ -185,6 +185,7 @@ export async function featherMask(
   if (feather <= 0) return binary;
   const { data } = await sharp(binary, { raw: { width, height, channels: 1 } })
     .blur(Math.max(0.3, feather / 2))
+    .extractChannel(0)
     .raw()
     .toBuffer({ resolveWithObject: true });
   return new Uint8Array(data.buffer, data.byteOffset, data.length);

@@ -705,3 +705,34 @@ describe('edit masks on a coarser grid (ALGORITHMS.md §5)', () => {
     expect([...all].every((v) => v === 1)).toBe(true);
   });
 });
+
+describe('mask feathering', () => {
+  it('keeps one channel; exactly 0 beyond the feather, 255 well inside, a ramp across the edge', async () => {
+    const { featherMask, defaultFeather } =
+      await import('../../../electron/engine/images/photo.js');
+    const [W, H] = [40, 30];
+    const binary = new Uint8Array(W * H);
+    for (let y = 10; y < 20; y++) binary.fill(255, y * W + 10, y * W + 30);
+    const feather = 4;
+    const m = await featherMask(binary, W, H, feather);
+    expect(m.length).toBe(W * H);
+    // Distance (in pixels, Chebyshev) from the painted rectangle [10, 30) × [10, 20).
+    const outside = (x: number, y: number) => Math.max(10 - x, x - 29, 10 - y, y - 19, 0);
+    const inside = (x: number, y: number) => Math.min(x - 10, 29 - x, y - 10, 19 - y);
+    for (let y = 0; y < H; y++) {
+      for (let x = 0; x < W; x++) {
+        const v = m[y * W + x] as number;
+        if (outside(x, y) > 2 * feather) expect(v, `(${x}, ${y})`).toBe(0);
+        if (inside(x, y) >= 2 * feather) expect(v, `(${x}, ${y})`).toBe(255);
+      }
+    }
+    // Across the left edge on the middle row the ramp rises monotonically from 0 to 255.
+    const row = Array.from(m.subarray(15 * W, 15 * W + 20));
+    for (let i = 1; i < row.length; i++)
+      expect(row[i]).toBeGreaterThanOrEqual(row[i - 1] as number);
+    expect(row[0]).toBe(0);
+    expect(row[19]).toBe(255);
+    expect(defaultFeather(6000, 4000)).toBe(30);
+    expect(defaultFeather(100, 80)).toBe(2);
+  });
+});
