@@ -4,6 +4,7 @@
 // same contract. This module imports nothing platform-specific.
 import { z } from 'zod';
 import {
+  autoMaskParamsSchema,
   generateParamsSchema,
   invertParamsSchema,
   replayParamsSchema,
@@ -46,7 +47,15 @@ export const jobRequestSchema = z.discriminatedUnion('kind', [
     kind: z.literal('restore'),
     params: restoreParamsSchema.extend({ model: packIdSchema }),
   }),
+  z.strictObject({
+    kind: z.literal('automask'),
+    params: autoMaskParamsSchema.extend({ model: packIdSchema }),
+  }),
 ]);
+
+/** A mask painted in the Edit view: a PNG data URL (white = edit), at most 8192 px a side. */
+export const MASK_DATA_URL_PREFIX = 'data:image/png;base64,';
+export const MAX_MASK_DATA_URL = 48 * 2 ** 20;
 export type JobRequest = z.input<typeof jobRequestSchema>;
 export type JobKind = JobRequest['kind'];
 
@@ -162,6 +171,13 @@ export const invokeChannels = {
     reply: z.record(z.string(), z.string()),
   },
   'app:recent': { request: none, reply: z.array(filePath) },
+  /** Saves a painted mask into the output folder; its path can then be a job's `mask`. */
+  'files:saveMask': {
+    request: z.strictObject({
+      dataUrl: z.string().startsWith(MASK_DATA_URL_PREFIX).max(MAX_MASK_DATA_URL),
+    }),
+    reply: z.strictObject({ path: filePath, width: z.number().int(), height: z.number().int() }),
+  },
 } as const;
 
 export type InvokeChannel = keyof typeof invokeChannels;

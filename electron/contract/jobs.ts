@@ -100,6 +100,19 @@ export const editParamsSchema = z.strictObject({
   method: z.enum(['bdia', 'ddim-inversion']).default('bdia'),
 });
 
+/** The automatic mask alone (the Edit view shows it before the user touches it up). */
+export const autoMaskParamsSchema = z.strictObject({
+  model: z.string().min(1),
+  image: filePath,
+  sourcePrompt: prompt,
+  prompt,
+  negativePrompt: prompt.default(''),
+  guidance: z.number().min(0).max(50).optional(),
+  maskRatio: z.number().min(1).max(20).optional(),
+  feather: feather.optional(),
+  workingSize: z.number().int().min(8).max(4096).optional(),
+});
+
 /** The edit's params, with the one rule zod's object cannot say: one kind of mask at most. */
 export const editRequestSchema = editParamsSchema.refine(
   (p) => !(p.mask !== undefined && p.autoMask),
@@ -132,5 +145,6 @@ export type InvertParams = z.input<typeof invertParamsSchema>;
 export type ReplayParams = z.input<typeof replayParamsSchema>;
 export type RoundtripParams = z.input<typeof roundtripParamsSchema>;
 export type EditParams = z.input<typeof editParamsSchema>;
+export type AutoMaskParams = z.input<typeof autoMaskParamsSchema>;
 export type RestoreParams = z.input<typeof restoreParamsSchema>;
 export type TimeShift = z.output<typeof timeShiftSchema>;

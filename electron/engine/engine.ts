@@ -6,9 +6,11 @@ import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { z } from 'zod';
 import {
+  autoMaskParamsSchema,
   editRequestSchema,
   replayParamsSchema,
   restoreParamsSchema,
+  type AutoMaskParams,
   type EditParams,
   type GenerateParams,
   type InvertParams,
@@ -61,6 +63,7 @@ import {
   editFromInversion,
   editImageLatents,
   editImageLatentsDdim,
+  type SourceTrajectory,
 } from './pipelines/edit.js';
 import { generate as generatePipeline } from './pipelines/generate.js';
 import {
@@ -251,6 +254,15 @@ export class Engine {
   private readonly models = new Map<string, DiffusionModel>();
   /** How each id or folder asked for resolved, and the files' stamp when it did. */
   private readonly resolved = new Map<string, { key: string; files: string[]; stamp: string }>();
+  /**
+   * Source trajectories of the inversions made in this session, by file (and its size and
+   * modification time): a masked edit of one of them replays only the edit (ALGORITHMS.md §5).
+   */
+  private readonly trajectories = new Map<
+    string,
+    { stamp: string; trajectory: SourceTrajectory }
+  >();
+  private static readonly KEPT_TRAJECTORIES = 4;
 
   constructor(private readonly config: EngineConfig) {
     this.registry = new PackRegistry({
@@ -428,7 +440,10 @@ export class Engine {
     const model = await this.model(p.model);
     const pack = model.source as LoadedPack;
     const { image } = await this.workingImage(pack, p.image);
-    const result = await invertPipeline(model, image, p, run);
+    const states = new Map<number, Float64Array>();
+    const result = await invertPipeline(model, image, p, run, {
+      onState: (k, z) => states.set(k, Float64Array.from(z)),
+    });
     const written = await this.writeInversionFile(
       model,
       result.inversion,
@@ -436,12 +451,31 @@ export class Engine {
       await sha256File(p.image),
       outFile,
     );
+    await this.keepTrajectory(written.inversion, { states, source: result.latent });
     return {
       ...written,
       nfe: result.nfe,
       seconds: result.seconds,
       levels: result.inversion.levels,
     };
+  }
+
+  private async keepTrajectory(file: string, trajectory: SourceTrajectory): Promise<void> {
+    const stamp = await fileStamp([file]);
+    this.trajectories.delete(file);
+    this.trajectories.set(file, { stamp, trajectory });
+    while (this.trajectories.size > Engine.KEPT_TRAJECTORIES) {
+      const oldest = this.trajectories.keys().next().value;
+      if (oldest === undefined) break;
+      this.trajectories.delete(oldest);
+    }
+  }
+
+  /** The kept trajectory of an inversion file made in this session, if the file is unchanged. */
+  private async keptTrajectory(file: string): Promise<SourceTrajectory | undefined> {
+    const kept = this.trajectories.get(path.resolve(file));
+    if (!kept) return undefined;
+    return (await fileStamp([path.resolve(file)])) === kept.stamp ? kept.trajectory : undefined;
   }
 
   /** Writes an inversion file (and its preview PNG beside it). */
@@ -655,6 +689,57 @@ export class Engine {
     return result;
   }
 
+  /**
+   * The automatic mask of a photo for two prompts, at the photo's size, written as a grey PNG
+   * (white = edit) — what the Edit view shows for the user to touch up.
+   */
+  async autoMaskImage(
+    p: AutoMaskParams,
+    outFile: string,
+    run: RunOptions = {},
+  ): Promise<{ mask: string; coverage: number; nfe: number; width: number; height: number }> {
+    const params = autoMaskParamsSchema.parse(p);
+    const model = await this.model(params.model);
+    const pack = model.source as LoadedPack;
+    const photo = await readPhoto(params.image);
+    const size =
+      params.workingSize !== undefined
+        ? workingSizeFromLongSide(pack, photo.width, photo.height, params.workingSize)
+        : workingSize(pack, photo.width, photo.height);
+    const image = await workingCopy(photo, size.width, size.height);
+    const encoded = await encodeState(model, image);
+    const found = await autoMask(
+      model,
+      encoded.latent,
+      encoded.shape,
+      { source: params.sourcePrompt, edit: params.prompt, negative: params.negativePrompt },
+      {
+        ...AUTO_MASK_DEFAULTS,
+        ...(params.maskRatio !== undefined ? { ratio: params.maskRatio } : {}),
+        guidance: params.guidance ?? ENGINE_DEFAULTS.guidance,
+      },
+      run,
+    );
+    const mask = await maskFromGrid(
+      found.mask,
+      found.width,
+      found.height,
+      photo.width,
+      photo.height,
+      params.feather !== undefined ? { feather: params.feather } : {},
+    );
+    const target = path.resolve(outFile);
+    await mkdir(path.dirname(target), { recursive: true });
+    await writeMask(target, mask);
+    return {
+      mask: target,
+      coverage: mask.coverage,
+      nfe: found.nfe,
+      width: photo.width,
+      height: photo.height,
+    };
+  }
+
   async replayInversion(
     p: ReplayParams,
     outFile: string,
@@ -749,6 +834,7 @@ export class Engine {
         : undefined;
     for (const warning of mask?.warnings ?? [])
       run.onProgress?.({ phase: 'warning', step: 0, total: 0, detail: warning });
+    const kept = await this.keptTrajectory(params.inversion);
     const latents = await editFromInversion(
       model,
       state,
@@ -759,6 +845,7 @@ export class Engine {
       },
       mask ? (gh, gw) => areaDownsample(mask.values, photo.width, photo.height, gw, gh) : undefined,
       run,
+      kept,
     );
     const size = { width: state.width, height: state.height };
     const delta = await changeOf(model, latents.source, latents.edited, state.shape, size, run);

@@ -91,6 +91,7 @@ export class Grants {
         return undefined;
       case 'invert':
       case 'roundtrip':
+      case 'automask':
         return this.canRead(job.params.image) ? undefined : notGranted(job.params.image);
       case 'replay': {
         const { inversion, source, mask } = job.params;

@@ -150,6 +150,9 @@ export function createHandlers(d: HandlerDeps): Handlers {
       remember(r.path);
       return ref;
     },
+    // The mask is written by the engine into the output folder (readable and usable as a job's
+    // mask from then on); the page supplies pixels, never a path.
+    'files:saveMask': (r) => engine.request('files:saveMask', r),
     'files:inversionInfo': (r) => {
       if (!grants.canRead(r.path)) refuse('files:inversionInfo', r.path);
       return engine.request('files:inversionInfo', r);

@@ -142,7 +142,13 @@ export function resolveRequest(url: string, appRoot: string, allow: AllowList): 
       ok: true,
       file,
       type,
-      headers: { 'Content-Type': type, 'X-Content-Type-Options': 'nosniff' },
+      // The app's page may read these pixels back from a canvas (the Edit view's automatic mask,
+      // loaded for touching up); no other origin may.
+      headers: {
+        'Content-Type': type,
+        'X-Content-Type-Options': 'nosniff',
+        'Access-Control-Allow-Origin': 'retrace://app',
+      },
     };
   }
   return { ok: false, status: 404, reason: 'unknown host' };
@@ -162,7 +168,7 @@ export async function respond(resolution: Resolution): Promise<Response> {
 /** Privileges the scheme needs (registered before the app is ready). */
 export const SCHEME_PRIVILEGES = {
   scheme: 'retrace',
-  privileges: { standard: true, secure: true, supportFetchAPI: true, stream: true },
+  privileges: { standard: true, secure: true, supportFetchAPI: true, stream: true, corsEnabled: true },
 } as const;
 
 interface ProtocolLike {

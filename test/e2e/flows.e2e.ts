@@ -43,9 +43,9 @@ async function makePhoto(file: string, size: number, noise = 0, seed = 1): Promi
   return file;
 }
 
-/** A Shapes-world scene: a pale gradient with one red circle. */
-async function makeScene(file: string): Promise<string> {
-  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64">
+/** A Shapes-world scene: a pale gradient with one red circle, drawn at `width` × `height`. */
+async function makeScene(file: string, width = 64, height = 64): Promise<string> {
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 64 64" preserveAspectRatio="none">
     <defs><linearGradient id="g" x1="0" y1="0" x2="0" y2="1">
       <stop offset="0" stop-color="#eef2f7"/><stop offset="1" stop-color="#d9e0ea"/></linearGradient></defs>
     <rect width="64" height="64" fill="url(#g)"/><circle cx="30" cy="34" r="13" fill="#d62828"/></svg>`;
@@ -153,6 +153,80 @@ describe('Retrace in the browser', () => {
     const header = readFileSync(exportedInversion).subarray(8, 4000).toString('latin1');
     expect(header).toContain('retrace-inversion/1');
     await shot('edit');
+  });
+
+  it('paints a mask, shows the automatic mask, applies a full-resolution edit and exports it', async () => {
+    // A photo larger than the pack's 64 px working size: the edit must come back at 480 × 320.
+    const [W, H] = [480, 320];
+    const photo = await makeScene(path.join(work, 'photos', 'wide-circle.png'), W, H);
+    await nav('edit');
+    bridge.answer('openImage', photo);
+    await page.getByTestId('open-image').click();
+    await page
+      .getByRole('region', { name: 'drop a photo here' })
+      .getByText('wide-circle.png')
+      .waitFor();
+    await page.getByTestId('edit-model').selectOption(textPack);
+    await page.getByTestId('source-prompt').fill('a red circle');
+    if (!(await page.getByTestId('adv-steps').isVisible()))
+      await page.getByText('Advanced').click();
+    await page.getByTestId('adv-steps').fill('20');
+    await page.getByTestId('invert').click();
+    await page.getByTestId('roundtrip-pixel').waitFor({ timeout: 120_000 });
+    await page.getByTestId('edit-prompt').fill('a blue circle');
+
+    // Paint: one stroke across the circle; undo and redo include the stroke.
+    await page.getByTestId('paint-mask').click();
+    const canvas = page.getByTestId('mask-canvas');
+    await canvas.waitFor();
+    const box = await canvas.boundingBox();
+    if (!box) throw new Error('the mask canvas has no box');
+    await page.mouse.move(box.x + box.width * 0.3, box.y + box.height * 0.5);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width * 0.45, box.y + box.height * 0.55, { steps: 8 });
+    await page.mouse.move(box.x + box.width * 0.6, box.y + box.height * 0.5, { steps: 8 });
+    await page.mouse.up();
+    await expect
+      .poll(() => page.getByTestId('mask-coverage').innerText())
+      .toMatch(/mask: [1-9]\d* %/);
+    await page.getByTestId('undo').click();
+    await expect.poll(() => page.getByTestId('mask-coverage').innerText()).toMatch(/no mask/);
+    await page.getByTestId('redo').click();
+    await expect.poll(() => page.getByTestId('mask-coverage').innerText()).toMatch(/mask: [1-9]/);
+    await shot('edit-mask');
+
+    // The automatic mask replaces the painted one, shown over the photo for touching up.
+    await page.getByTestId('auto-mask').click();
+    await page
+      .getByTestId('edit-message')
+      .filter({ hasText: 'Automatic mask' })
+      .waitFor({ timeout: 120_000 });
+    await page.getByTestId('mask-canvas').waitFor();
+    await shot('edit-automask');
+    // Touch it up: one more stroke over the circle, so the edit has somewhere to happen.
+    await page.mouse.move(box.x + box.width * 0.35, box.y + box.height * 0.5);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width * 0.55, box.y + box.height * 0.6, { steps: 8 });
+    await page.mouse.up();
+    await expect.poll(() => page.getByTestId('mask-coverage').innerText()).toMatch(/mask: [1-9]/);
+
+    await page.getByTestId('apply-edit').click();
+    await page.getByTestId('result-size').waitFor({ timeout: 120_000 });
+    await expect
+      .poll(() => page.getByTestId('result-size').innerText(), { timeout: 120_000 })
+      .toBe(`${W} × ${H} px`);
+    await shot('edit-fullres');
+    const exportFile = path.join(work, 'exports', 'wide-edited.png');
+    bridge.answer('saveFile', exportFile);
+    await page.getByTestId('export-format').selectOption('png');
+    await page.getByTestId('export-image').click();
+    await page.getByTestId('edit-message').filter({ hasText: 'Exported' }).waitFor();
+    const meta = await sharp(exportFile).metadata();
+    expect([meta.width, meta.height]).toEqual([W, H]);
+    // Far from the painted and automatic masks (the photo's corners) the pixels are the photo's.
+    const [a, b] = await Promise.all([rawPixels(photo), rawPixels(exportFile)]);
+    const corner = (buf: Buffer) => buf.subarray(0, 3 * 8);
+    expect(corner(b).equals(corner(a))).toBe(true);
   });
 
   it('re-import the inversion and replay it (bit for bit with the same prompt)', async () => {

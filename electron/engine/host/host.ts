@@ -5,16 +5,18 @@
 // bridge both drive this same object, so the browser tests exercise the code the app runs.
 import { copyFile, mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import sharp from 'sharp';
+import sharp, { type OutputInfo } from 'sharp';
 import { z } from 'zod';
 import {
   describeIssues,
   imageUrlFor,
   invokeChannels,
   jobRequestSchema,
+  MASK_DATA_URL_PREFIX,
   type InvokeChannel,
 } from '../../contract/channels.js';
 import type {
+  AutoMaskParams,
   GenerateParams,
   InvertParams,
   ReplayParams,
@@ -78,6 +80,11 @@ export interface EngineApi {
     p: RestoreParams,
     run: RunOptions & { onItem?: (item: BatchItem, done: number, total: number) => void },
   ): Promise<{ items: BatchItem[]; report: string; csv: string; cancelled: boolean }>;
+  autoMaskImage(
+    p: AutoMaskParams,
+    outFile: string,
+    run: RunOptions,
+  ): Promise<{ mask: string; coverage: number; nfe: number; width: number; height: number }>;
   close(): Promise<void>;
 }
 
@@ -108,6 +115,7 @@ export const HOST_CHANNELS = [
   'files:openImage',
   'files:exportImage',
   'files:inversionInfo',
+  'files:saveMask',
   'host:configure',
 ] as const;
 export type HostChannel = (typeof HOST_CHANNELS)[number];
@@ -342,6 +350,54 @@ export function createEngineHost(engine: EngineApi, options: EngineHostOptions):
     return { items, report: result.report, csv: result.csv, cancelled: result.cancelled };
   }
 
+  async function autoMaskJob(params: AutoMaskParams, ctx: JobContext) {
+    const file = path.join(outputRoot, 'masks', `${stem(params.image)}-auto-${runName()}.png`);
+    const result = await engine.autoMaskImage(params, file, run(ctx));
+    return {
+      mask: await imageRef(result.mask),
+      coverage: result.coverage,
+      nfe: result.nfe,
+    };
+  }
+
+  /** A painted mask (PNG data URL) saved as an 8-bit grey PNG in the output folder. */
+  async function saveMask(request: unknown) {
+    const { dataUrl } = parseChannel('files:saveMask', request);
+    const bytes = Buffer.from(dataUrl.slice(MASK_DATA_URL_PREFIX.length), 'base64');
+    let info: OutputInfo;
+    let grey: Buffer;
+    try {
+      const meta = await sharp(bytes).metadata();
+      if (meta.format !== 'png') throw new Error(`a ${meta.format} image, not PNG`);
+      if (meta.width > 8192 || meta.height > 8192)
+        throw new Error(`${meta.width}×${meta.height} is over 8192 px a side`);
+      // Painted strokes are white on transparent or black: alpha where it varies, else grey.
+      const stats = await sharp(bytes).stats();
+      const alpha = meta.hasAlpha ? stats.channels[stats.channels.length - 1] : undefined;
+      const base = sharp(bytes);
+      const channel =
+        alpha && alpha.min < 255
+          ? base.extractChannel('alpha')
+          : base.flatten().toColourspace('b-w');
+      ({ data: grey, info } = await channel
+        .extractChannel(0)
+        .raw()
+        .toBuffer({ resolveWithObject: true }));
+    } catch (err) {
+      const why = err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err);
+      throw new RetraceError('BAD_INPUT', `files:saveMask: not a usable mask (${why})`);
+    }
+    const file = path.join(outputRoot, 'masks', `painted-${runName()}.png`);
+    await mkdir(path.dirname(file), { recursive: true });
+    const temp = `${file}.retrace-partial`;
+    await sharp(grey, { raw: { width: info.width, height: info.height, channels: 1 } })
+      .toColourspace('b-w')
+      .png()
+      .toFile(temp);
+    await rename(temp, file);
+    return { path: file, width: info.width, height: info.height };
+  }
+
   function startJob(request: unknown): { jobId: string } {
     const job = parse(jobRequestSchema, request, 'jobs:start');
     const kind = job.kind;
@@ -357,6 +413,8 @@ export function createEngineHost(engine: EngineApi, options: EngineHostOptions):
           return roundtripJob(job.params, ctx);
         case 'restore':
           return restoreJob(job.params, ctx);
+        case 'automask':
+          return autoMaskJob(job.params, ctx);
       }
     });
     return { jobId };
@@ -437,6 +495,8 @@ export function createEngineHost(engine: EngineApi, options: EngineHostOptions):
         return exportImage(request);
       case 'files:inversionInfo':
         return readSafetensorsMetadata(parseChannel('files:inversionInfo', request).path);
+      case 'files:saveMask':
+        return saveMask(request);
       case 'host:configure':
         return configure(request);
     }

@@ -36,9 +36,21 @@ export interface EditLatents {
   seconds: number;
 }
 
+/** An inversion's source trajectory kept in memory: every state by level index, and x. */
+export interface SourceTrajectory {
+  states: Map<number, Float64Array>;
+  source: Float64Array;
+}
+
 /** Kept copies of a trajectory's states, by kept-level index. */
 class Trajectory {
   private readonly states = new Map<number, Float64Array>();
+
+  static of(kept: SourceTrajectory): Trajectory {
+    const t = new Trajectory();
+    for (const [k, z] of kept.states) t.set(k, z);
+    return t;
+  }
 
   record = (index: number, z: Float64Array): void => {
     this.states.set(index, Float64Array.from(z));
@@ -119,7 +131,8 @@ export async function editImageLatents(
 /**
  * An edit from a stored inversion: the source trajectory is replayed with the source prompt
  * (its end is x, exactly), then the edit replays blended towards it. An identity edit stops
- * after the source replay. NFE = (M − 1) for the source plus (M − 1) for the edit.
+ * after the source replay. NFE = (M − 1) for the source plus (M − 1) for the edit — or only the
+ * edit's when the inversion was made in this session and its trajectory was `kept`.
  */
 export async function editFromInversion(
   model: DiffusionModel,
@@ -127,8 +140,29 @@ export async function editFromInversion(
   edit: ReplayOptions,
   mask: LatentMask | undefined,
   run: RunOptions = {},
+  kept?: SourceTrajectory,
 ): Promise<Omit<EditLatents, 'inversion'>> {
   const started = performance.now();
+  if (kept) {
+    if (isIdentityEdit(inversion, edit)) {
+      return { source: kept.source, edited: kept.source, nfe: 0, seconds: secondsSince(started) };
+    }
+    const replayed = await replayLatent(
+      model,
+      inversion,
+      {
+        ...edit,
+        ...(mask ? { blend: Trajectory.of(kept).blend(mask(...gridOf(inversion))) } : {}),
+      },
+      run,
+    );
+    return {
+      source: kept.source,
+      edited: replayed.latent,
+      nfe: replayed.nfe,
+      seconds: secondsSince(started),
+    };
+  }
   const trajectory = new Trajectory();
   const top = inversion.levels.length - 1;
   trajectory.set(top, inversion.top);

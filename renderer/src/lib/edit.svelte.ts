@@ -6,10 +6,15 @@ import { app } from './app.svelte.js';
 import { basename } from './format.js';
 import { History } from './history.js';
 import { jobs } from './jobs.svelte.js';
+import { coverage, loadMask, maskDataUrl, maskSize, type MaskSnapshot } from './mask.js';
 
+/** One step of the history: an edit's result, or a mask stroke (undo and redo walk both). */
 export interface EditEntry {
+  /** `edit`: a result (its prompt goes back into the prompt box on undo/redo); `mask`: a stroke. */
+  kind: 'edit' | 'mask';
   prompt: string;
-  image: ImageRef;
+  image: ImageRef | null;
+  mask: MaskSnapshot | null;
 }
 
 export interface InversionState {
@@ -48,6 +53,11 @@ class EditStore {
   error = $state('');
   message = $state('');
   compare = $state(true);
+  /** Painting the mask (the view shows the painter instead of the comparison). */
+  masking = $state(false);
+  tool = $state<'brush' | 'eraser'>('brush');
+  brushSize = $state(60);
+  overlayOpacity = $state(0.5);
   exportFormat = $state<'png' | 'jpeg' | 'webp'>('png');
   private readonly history = new History<EditEntry>();
   private version = $state(0);
@@ -72,8 +82,54 @@ class EditStore {
 
   private resetResults(): void {
     this.inversion = null;
-    this.history.reset();
+    this.history.reset({ kind: 'edit', prompt: '', image: null, mask: null });
     this.touch();
+  }
+
+  /** The mask in effect (the current history step's). */
+  get mask(): MaskSnapshot | null {
+    return this.current?.mask ?? null;
+  }
+
+  /** A stroke (or clear, invert, automatic mask) became the current mask: one undo step. */
+  setMask(mask: MaskSnapshot | null): void {
+    const at = this.history.current;
+    this.history.push({ kind: 'mask', prompt: at?.prompt ?? '', image: at?.image ?? null, mask });
+    this.touch();
+  }
+
+  /** DiffEdit's mask for the two prompts, shown for touching up. */
+  async autoMask(): Promise<void> {
+    if (!this.source) return;
+    if (!this.model) {
+      this.error = 'Choose a model first.';
+      return;
+    }
+    const a = this.advanced;
+    const source = this.source;
+    const result = await this.run(
+      {
+        kind: 'automask',
+        params: {
+          model: this.model,
+          image: source.path,
+          sourcePrompt: this.sourcePrompt,
+          prompt: this.editPrompt,
+          ...(a.guidance != null ? { guidance: a.guidance } : {}),
+        },
+      },
+      `Auto mask: ${this.editPrompt.slice(0, 40)}`,
+    );
+    if (!result) return;
+    const ref = result.mask as ImageRef;
+    const size = maskSize(source.width, source.height);
+    try {
+      this.setMask(await loadMask(ref.url, size.width, size.height));
+      this.masking = true;
+      this.message = `Automatic mask: ${Math.round(Number(result.coverage) * 100)} % of the photo. Touch it up with the brush.`;
+    } catch (err) {
+      this.error = errorMessage(err);
+    }
   }
 
   setSource(image: ImageRef): void {
@@ -163,7 +219,12 @@ class EditStore {
         : {}),
       imported: false,
     };
-    this.history.reset({ prompt: this.sourcePrompt, image: roundtrip.image as ImageRef });
+    this.history.reset({
+      kind: 'edit',
+      prompt: this.sourcePrompt,
+      image: roundtrip.image as ImageRef,
+      mask: this.mask,
+    });
     this.touch();
     if (!this.editPrompt) this.editPrompt = this.sourcePrompt;
   }
@@ -172,12 +233,25 @@ class EditStore {
     const inv = this.inversion;
     if (!inv) return;
     const a = this.advanced;
+    const mask = this.mask;
+    // With the photo at hand the edit comes back at its full size; a painted mask limits it.
+    let maskPath: string | undefined;
+    if (this.source && mask && coverage(mask) > 0) {
+      try {
+        maskPath = (await api().invoke('files:saveMask', { dataUrl: maskDataUrl(mask) })).path;
+      } catch (err) {
+        this.error = errorMessage(err);
+        return;
+      }
+    }
     const result = await this.run(
       {
         kind: 'replay',
         params: {
           inversion: inv.path,
           prompt: this.editPrompt,
+          ...(this.source && !inv.imported ? { source: this.source.path } : {}),
+          ...(maskPath !== undefined && !inv.imported ? { mask: maskPath } : {}),
           ...(a.guidance != null ? { guidance: a.guidance } : {}),
         },
       },
@@ -189,19 +263,23 @@ class EditStore {
     if (typeof result.latentMaxAbsError === 'number' && this.editPrompt === inv.sourcePrompt) {
       this.inversion = { ...inv, latentMaxAbsError: result.latentMaxAbsError };
     }
-    this.history.push({ prompt: this.editPrompt, image });
+    this.history.push({ kind: 'edit', prompt: this.editPrompt, image, mask });
+    this.masking = false;
     this.touch();
   }
 
   undo(): void {
+    const from = this.history.current?.image;
     const entry = this.history.undo();
-    if (entry) this.editPrompt = entry.prompt;
+    // The prompt box follows the results, not the strokes between them.
+    if (entry?.image && entry.image !== from) this.editPrompt = entry.prompt;
     this.touch();
   }
 
   redo(): void {
+    const from = this.history.current?.image;
     const entry = this.history.redo();
-    if (entry) this.editPrompt = entry.prompt;
+    if (entry?.image && entry.image !== from) this.editPrompt = entry.prompt;
     this.touch();
   }
 
@@ -211,9 +289,10 @@ class EditStore {
 
   async exportImage(): Promise<void> {
     const entry = this.current;
-    if (!entry) return;
+    if (!entry?.image) return;
+    const image = entry.image;
     const ext = this.exportFormat === 'jpeg' ? 'jpg' : this.exportFormat;
-    const name = `${basename(entry.image.path).replace(/\.[^.]+$/, '')}.${ext}`;
+    const name = `${basename(image.path).replace(/\.[^.]+$/, '')}.${ext}`;
     try {
       const target = await api().invoke('dialog:saveFile', {
         defaultName: name,
@@ -221,7 +300,7 @@ class EditStore {
       });
       if (!target) return;
       const { path } = await api().invoke('files:exportImage', {
-        source: entry.image.path,
+        source: image.path,
         destination: target.path,
         format: this.exportFormat,
         metadata: {

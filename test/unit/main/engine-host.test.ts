@@ -58,6 +58,9 @@ function fakeEngine(): EngineApi {
     async roundtrip() {
       throw new Error('not used');
     },
+    async autoMaskImage() {
+      throw new Error('not used');
+    },
     async restore(p, run) {
       const items = [];
       for (const [i, input] of p.inputs.entries()) {
@@ -202,5 +205,40 @@ describe('engine host', () => {
     await expect(
       host.handle('files:openImage', { path: path.join(root, 'x.inversion.safetensors') }),
     ).rejects.toThrow(/not an image/);
+  });
+
+  it('saves a painted mask (white strokes on transparent) as a grey PNG in the output folder', async () => {
+    const { host } = setup();
+    // A 20×10 canvas: transparent, with an opaque white block at x 5–14, y 2–7.
+    const rgba = Buffer.alloc(20 * 10 * 4);
+    for (let y = 2; y < 8; y++)
+      for (let x = 5; x < 15; x++) rgba.fill(255, (y * 20 + x) * 4, (y * 20 + x) * 4 + 4);
+    const painted = await sharp(rgba, { raw: { width: 20, height: 10, channels: 4 } })
+      .png()
+      .toBuffer();
+    const saved = (await host.handle('files:saveMask', {
+      dataUrl: `data:image/png;base64,${painted.toString('base64')}`,
+    })) as { path: string; width: number; height: number };
+    expect(saved).toMatchObject({ width: 20, height: 10 });
+    expect(path.dirname(saved.path)).toBe(path.join(root, 'out', 'masks'));
+    const header = await sharp(saved.path).metadata();
+    expect([header.format, header.channels]).toEqual(['png', 1]);
+    const grey = await sharp(saved.path).extractChannel(0).raw().toBuffer();
+    for (let y = 0; y < 10; y++)
+      for (let x = 0; x < 20; x++)
+        expect(grey[y * 20 + x], `(${x}, ${y})`).toBe(
+          x >= 5 && x < 15 && y >= 2 && y < 8 ? 255 : 0,
+        );
+    const jpeg = await sharp(rgba, { raw: { width: 20, height: 10, channels: 4 } })
+      .jpeg()
+      .toBuffer();
+    await expect(
+      host.handle('files:saveMask', {
+        dataUrl: `data:image/png;base64,${jpeg.toString('base64')}`,
+      }),
+    ).rejects.toThrow(/files:saveMask: not a usable mask \(a jpeg image, not PNG\)/);
+    await expect(
+      host.handle('files:saveMask', { dataUrl: 'data:image/jpeg;base64,AAAA' }),
+    ).rejects.toThrow(/files:saveMask: dataUrl/);
   });
 });
