@@ -168,7 +168,13 @@ export async function respond(resolution: Resolution): Promise<Response> {
 /** Privileges the scheme needs (registered before the app is ready). */
 export const SCHEME_PRIVILEGES = {
   scheme: 'retrace',
-  privileges: { standard: true, secure: true, supportFetchAPI: true, stream: true, corsEnabled: true },
+  privileges: {
+    standard: true,
+    secure: true,
+    supportFetchAPI: true,
+    stream: true,
+    corsEnabled: true,
+  },
 } as const;
 
 interface ProtocolLike {
