@@ -8,6 +8,7 @@ import type { GenerateParams, InvertParams, RestoreParams } from '../contract/jo
 import { Engine, ENGINE_VERSION, type ImageFormat } from '../engine/engine.js';
 import { describeError, isCancelled, RetraceError } from '../engine/errors.js';
 import { defaultPackDirs } from '../engine/packs/loader.js';
+import { networkSummary } from '../engine/packs/networks.js';
 import type { RunOptions } from '../engine/progress.js';
 import { choiceOption, floatOption, intOption, timeShiftOption } from './options.js';
 import { createReporter, type ProgressReporter } from './progress.js';
@@ -363,6 +364,10 @@ function buildProgram(
       floatOption('--guidance', 0, 50),
     )
     .option('--model <id>', 'pack (default: the inversion’s; must be the same network)')
+    .option(
+      '--allow-other-pack',
+      'replay with --model on another pack (e.g. another precision of the same model): not bit-exact; the error is reported',
+    )
     .requiredOption('--out <image>', 'output image (.png, .jpg, .webp)')
     .option('--json', 'print one JSON line')
     .action(async (file: string, o) => {
@@ -377,6 +382,7 @@ function buildProgram(
           ...(o.negative !== undefined ? { negativePrompt: o.negative } : {}),
           ...(o.guidance !== undefined ? { guidance: o.guidance } : {}),
           ...(o.model !== undefined ? { model: o.model } : {}),
+          ...(o.allowOtherPack === true ? { allowOtherPack: true } : {}),
         },
         o.out,
         session.run(g),
@@ -506,7 +512,10 @@ function buildProgram(
     .option('--json', 'print JSON')
     .action(async (id: string, o) => {
       const info = await session.open(globals()).packInfo(id);
-      session.print(info, o.json, info.card ?? JSON.stringify(info.manifest, null, 2));
+      const networks = info.networks
+        ? `Networks (precision: inputs → outputs):\n${networkSummary(info.networks, info.dir)}\n\n`
+        : '';
+      session.print(info, o.json, networks + (info.card ?? JSON.stringify(info.manifest, null, 2)));
       if (!info.ok) session.exitCode = EXIT.failed;
     });
   models

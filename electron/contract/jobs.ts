@@ -67,6 +67,11 @@ export const replayParamsSchema = z.strictObject({
   negativePrompt: prompt.optional(),
   guidance: z.number().min(0).max(50).optional(),
   model: z.string().min(1).optional(),
+  /**
+   * Replay on a pack other than the one that inverted (another precision or export of the same
+   * model): allowed with a warning, and the replay reports how far from the source it landed.
+   */
+  allowOtherPack: z.boolean().optional(),
 });
 
 /** Invert and replay in one job, the result at the photo's own size (ALGORITHMS.md §5). */

@@ -46,6 +46,7 @@ import {
   type LoadedPack,
   type PackListEntry,
 } from './packs/loader.js';
+import { describeNetworks, type NetworkDescription } from './packs/networks.js';
 import {
   areaDownsample,
   compositeChange,
@@ -75,10 +76,11 @@ import {
   type InversionState,
   type ModelImage,
 } from './pipelines/invert.js';
-import { DiffusionModel } from './pipelines/model.js';
+import { DiffusionModel, type RuntimeRecord } from './pipelines/model.js';
 import { restoreImage } from './pipelines/restore.js';
 import type { RunOptions } from './progress.js';
 import { candidateProviders, type ProviderPreference } from './runtime/session.js';
+import { maxAbsDiff } from './runtime/tensors.js';
 
 export const ENGINE_VERSION = '0.1.0';
 
@@ -127,7 +129,31 @@ export interface ReplayResult {
   maskCoverage?: number;
   /** The latent came back as the source's: the result is the photo itself. */
   unchanged?: boolean;
+  /**
+   * A replay of the source prompt from a file that keeps the source latent: how far from it the
+   * replay landed (0 where inversion and replay ran on the same provider and precision).
+   */
+  latentMaxAbsError?: number;
   warnings?: string[];
+}
+
+/**
+ * A warning when the replay runs somewhere other than where the inversion was made (another
+ * provider, onnxruntime or precision): allowed, but not bit-exact.
+ */
+function describeRuntimeChange(
+  recorded: { provider?: string; onnxruntime?: string; precision?: string },
+  now: RuntimeRecord,
+): string | undefined {
+  const changes: string[] = [];
+  if (recorded.provider !== undefined && recorded.provider !== now.provider)
+    changes.push(`provider ${recorded.provider} → ${now.provider}`);
+  if (recorded.precision !== undefined && recorded.precision !== now.precision)
+    changes.push(`precision ${recorded.precision} → ${now.precision}`);
+  if (recorded.onnxruntime !== undefined && recorded.onnxruntime !== now.onnxruntime)
+    changes.push(`onnxruntime ${recorded.onnxruntime} → ${now.onnxruntime}`);
+  if (changes.length === 0) return undefined;
+  return `inverted and replayed on different runtimes (${changes.join(', ')}): the replay is exact only where the network repeats its outputs bit for bit, so it may not be`;
 }
 
 export interface EditResult extends ReplayResult {
@@ -168,6 +194,8 @@ export interface PackDetails extends PackListEntry {
   card?: string;
   eval?: unknown;
   manifest: unknown;
+  /** Each network's precision and declared inputs/outputs (absent when a graph is unreadable). */
+  networks?: NetworkDescription[];
 }
 
 const extensionOf: Record<ImageFormat, string> = { png: '.png', jpeg: '.jpg', webp: '.webp' };
@@ -293,7 +321,12 @@ export class Engine {
     }
     if (!entry.ok) return { ...entry, manifest: undefined };
     const pack = await this.registry.get(id);
-    const details: PackDetails = { ...entry, manifest: pack.manifest };
+    const details: PackDetails = {
+      ...entry,
+      manifest: pack.manifest,
+    };
+    const networks = await describeNetworks(pack).catch(() => undefined);
+    if (networks) details.networks = networks;
     if (pack.cardFile) details.card = await readCard(pack.cardFile);
     if (pack.evalFile) details.eval = JSON.parse(await readFile(pack.evalFile, 'utf8')) as unknown;
     return details;
@@ -510,7 +543,9 @@ export class Engine {
         createdAt: new Date().toISOString(),
         strength: inv.strength,
         steps: inv.steps,
+        ...(await model.runtimeRecord()),
       },
+      zSource: latent,
     };
     const target = path.resolve(outFile);
     await mkdir(path.dirname(target), { recursive: true });
@@ -755,7 +790,23 @@ export class Engine {
       );
     });
     const pack = model.source as LoadedPack;
-    checkInversionFor(inv, { packId: pack.id, unetSha256: pack.unetSha256 }, params.inversion);
+    const warnings: string[] = [];
+    try {
+      checkInversionFor(inv, { packId: pack.id, unetSha256: pack.unetSha256 }, params.inversion);
+    } catch (err) {
+      if (!(err instanceof RetraceError)) throw err;
+      if (!params.allowOtherPack) {
+        throw new RetraceError(
+          err.code,
+          `${err.message} (to replay it there anyway, not bit-exact and with the error reported: --allow-other-pack)`,
+        );
+      }
+      warnings.push(
+        `${err.message}; replaying on '${pack.id}' as asked: the result is not bit-exact`,
+      );
+    }
+    const runtimeNote = describeRuntimeChange(inv.meta, await model.runtimeRecord());
+    if (runtimeNote) warnings.push(runtimeNote);
     const state: InversionState = {
       top: inv.zTop,
       next: inv.zNext,
@@ -771,7 +822,16 @@ export class Engine {
       height: inv.meta.height,
     };
     if (params.source !== undefined) {
-      return this.replayOntoSource(model, state, inv.meta.sourceSha256, params, outFile, run);
+      const result = await this.replayOntoSource(
+        model,
+        state,
+        inv.meta.sourceSha256,
+        params,
+        outFile,
+        run,
+      );
+      const all = [...warnings, ...(result.warnings ?? [])];
+      return all.length > 0 ? { ...result, warnings: all } : result;
     }
     if (params.mask !== undefined) {
       throw new RetraceError(
@@ -804,7 +864,23 @@ export class Engine {
         model: pack.id,
       }),
     });
-    return { image: target, nfe: result.nfe, seconds: result.seconds };
+    const out: ReplayResult = { image: target, nfe: result.nfe, seconds: result.seconds };
+    // A replay of the source prompt must land on the source latent; say how far it landed.
+    const sourceReplay =
+      prompt === inv.meta.prompt &&
+      (params.negativePrompt ?? inv.meta.negativePrompt) === inv.meta.negativePrompt &&
+      (params.guidance ?? inv.meta.guidance) === inv.meta.guidance;
+    if (sourceReplay && inv.zSource) {
+      const error = maxAbsDiff(result.latent, inv.zSource);
+      out.latentMaxAbsError = error;
+      if (error !== 0) {
+        warnings.push(
+          `the replay landed ${error.toExponential(2)} (latent max error) from the source it was inverted from${warnings.length > 0 ? '' : ', on the same provider and precision: this provider does not repeat its results across sessions'}`,
+        );
+      }
+    }
+    if (warnings.length > 0) out.warnings = warnings;
+    return out;
   }
 
   /** A replay carried onto the source photo at its full size (and masked when asked). */

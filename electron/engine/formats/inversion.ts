@@ -37,6 +37,15 @@ export interface InversionMeta {
   createdAt: string;
   strength?: number;
   steps?: number;
+  /**
+   * Where the network ran: the execution provider ('cpu', 'cuda', …), onnxruntime's version and
+   * the UNet's precision ('fp32', 'fp16', …). A replay is bit-exact where all three match;
+   * elsewhere it is allowed and reports the error it got. Absent in files made before they were
+   * recorded.
+   */
+  provider?: string;
+  onnxruntime?: string;
+  precision?: string;
 }
 
 export interface Inversion {
@@ -44,6 +53,11 @@ export interface Inversion {
   zNext: Float64Array;
   /** [1, C, h, w]. */
   shape: number[];
+  /**
+   * The source latent the inversion started from: a replay with the source prompt must give it
+   * back, so the replay can say how far it landed (0 on the same provider and precision).
+   */
+  zSource?: Float64Array;
   /** RGB, row-major, 3 bytes a pixel. */
   preview?: { data: Uint8Array; width: number; height: number };
   meta: InversionMeta;
@@ -64,7 +78,8 @@ const TEXT_FIELDS = [
   'engineVersion',
   'createdAt',
 ] as const;
-const TENSOR_ORDER = ['z_top', 'z_next', 'preview'] as const;
+const TENSOR_ORDER = ['z_top', 'z_next', 'z_source', 'preview'] as const;
+const OPTIONAL_TEXT_FIELDS = ['provider', 'onnxruntime', 'precision'] as const;
 const NUMBER_FIELDS = ['gamma', 'guidance', 'width', 'height'] as const;
 const OPTIONAL_NUMBER_FIELDS = ['strength', 'steps'] as const;
 
@@ -98,6 +113,12 @@ function checkShape(inv: Inversion): void {
       `inversion tensors have ${inv.zTop.length} and ${inv.zNext.length} values, shape [${inv.shape.join(', ')}] needs ${n}`,
     );
   }
+  if (inv.zSource && inv.zSource.length !== n) {
+    throw new RetraceError(
+      'BAD_INPUT',
+      `inversion source latent has ${inv.zSource.length} values, shape [${inv.shape.join(', ')}] needs ${n}`,
+    );
+  }
   if (inv.preview && inv.preview.data.length !== inv.preview.width * inv.preview.height * 3) {
     throw new RetraceError('BAD_INPUT', 'inversion preview must be RGB: width × height × 3 bytes');
   }
@@ -115,6 +136,10 @@ function toMetadata(meta: InversionMeta): Record<string, string> {
     const v = meta[k];
     if (v !== undefined) out[k] = String(v);
   }
+  for (const k of OPTIONAL_TEXT_FIELDS) {
+    const v = meta[k];
+    if (v !== undefined) out[k] = v;
+  }
   out.levels = JSON.stringify(meta.levels);
   return out;
 }
@@ -129,6 +154,7 @@ export async function writeInversion(file: string, inv: Inversion): Promise<void
     ['z_top', { dtype: 'F64', shape: inv.shape, data: inv.zTop }],
     ['z_next', { dtype: 'F64', shape: inv.shape, data: inv.zNext }],
   ]);
+  if (inv.zSource) tensors.set('z_source', { dtype: 'F64', shape: inv.shape, data: inv.zSource });
   if (inv.preview) {
     tensors.set('preview', {
       dtype: 'U8',
@@ -276,13 +302,17 @@ export function parseInversion(
   for (const k of OPTIONAL_NUMBER_FIELDS) {
     if (metadata[k] !== undefined) meta[k] = numberField(file, metadata, k);
   }
+  for (const k of OPTIONAL_TEXT_FIELDS) {
+    const v = metadata[k];
+    if (v !== undefined) meta[k] = v;
+  }
 
   const known: readonly string[] = TENSOR_ORDER;
   const unexpected = [...tensors.keys()].filter((k) => !known.includes(k));
   if (unexpected.length > 0) {
     throw new RetraceError(
       'BAD_FILE',
-      `${file}: inversion has unexpected tensors (${unexpected.join(', ')}); it holds z_top, z_next and an optional preview`,
+      `${file}: inversion has unexpected tensors (${unexpected.join(', ')}); it holds z_top, z_next, an optional z_source and an optional preview`,
     );
   }
   const zTop = tensors.get('z_top');
@@ -308,6 +338,16 @@ export function parseInversion(
     shape,
     meta,
   };
+  const zSource = tensors.get('z_source');
+  if (zSource) {
+    if (zSource.dtype !== 'F64' || zSource.shape.join() !== shape.join()) {
+      throw new RetraceError(
+        'BAD_FILE',
+        `${file}: z_source must be F64 [${shape.join(', ')}] like z_top (it is ${zSource.dtype} [${zSource.shape.join(', ')}])`,
+      );
+    }
+    inv.zSource = zSource.data as Float64Array;
+  }
   const preview = tensors.get('preview');
   if (preview) {
     const [h, w, c] = preview.shape;

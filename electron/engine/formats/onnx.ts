@@ -156,6 +156,7 @@ async function walk(
 
 const MODEL_GRAPH = 7;
 const GRAPH_INPUT = 11;
+const GRAPH_OUTPUT = 12;
 const GRAPH_INITIALIZER = 5;
 const INITIALIZER_NAME = 8;
 
@@ -164,6 +165,17 @@ const INITIALIZER_NAME = 8;
  * exporters list weights as inputs too).
  */
 export async function readOnnxInputs(file: string): Promise<OnnxInput[]> {
+  return (await readOnnxSignature(file)).inputs;
+}
+
+export interface OnnxSignature {
+  /** What a caller feeds (initializer-backed inputs left out). */
+  inputs: OnnxInput[];
+  outputs: OnnxInput[];
+}
+
+/** The graph's inputs and outputs, names and element types, without loading its weights. */
+export async function readOnnxSignature(file: string): Promise<OnnxSignature> {
   let handle: FileHandle;
   try {
     handle = await open(file, 'r');
@@ -178,6 +190,7 @@ export async function readOnnxInputs(file: string): Promise<OnnxInput[]> {
   try {
     const reader = new Reader(handle, (await handle.stat()).size);
     const inputs: OnnxInput[] = [];
+    const outputs: OnnxInput[] = [];
     const initializers = new Set<string>();
     let sawGraph = false;
     await walk(
@@ -191,10 +204,12 @@ export async function readOnnxInputs(file: string): Promise<OnnxInput[]> {
           reader,
           graphStart,
           graphStart + graphLength,
-          (f) => f === GRAPH_INPUT || f === GRAPH_INITIALIZER,
+          (f) => f === GRAPH_INPUT || f === GRAPH_OUTPUT || f === GRAPH_INITIALIZER,
           async (f, offset, length) => {
-            if (f === GRAPH_INPUT) {
-              inputs.push(parseValueInfo(await reader.bytes(offset, length)));
+            if (f === GRAPH_INPUT || f === GRAPH_OUTPUT) {
+              (f === GRAPH_INPUT ? inputs : outputs).push(
+                parseValueInfo(await reader.bytes(offset, length)),
+              );
               return;
             }
             // Only the initializer's name is needed; its weights are skipped.
@@ -212,7 +227,7 @@ export async function readOnnxInputs(file: string): Promise<OnnxInput[]> {
       },
     );
     if (!sawGraph) throw new Error('no graph');
-    return inputs.filter((i) => !initializers.has(i.name));
+    return { inputs: inputs.filter((i) => !initializers.has(i.name)), outputs };
   } catch (err) {
     if (err instanceof RetraceError) throw err;
     const reason = err instanceof Error ? err.message : String(err);

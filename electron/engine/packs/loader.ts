@@ -12,6 +12,7 @@ import { describeError, RetraceError } from '../errors.js';
 import { writeFileAtomic } from '../formats/atomic.js';
 import type { ModelSource, TextTokenizer } from '../pipelines/model.js';
 import { describeDiffusersFolder } from './diffusers.js';
+import { checkNetworks, describeNetworks } from './networks.js';
 import { defaultHashCache, HashCache } from './hash.js';
 import { packManifestSchema, type PackManifest } from './schema.js';
 import { loadClipTokenizer, loadTokenizerJson } from './tokenizers.js';
@@ -391,6 +392,8 @@ export class PackRegistry {
         `${root}: a pack folder keeps the id in its pack.json ('${pack.id}'); --id cannot rename it`,
       );
     }
+    // A folder whose networks Retrace cannot run is refused now, not at its first job.
+    checkNetworks(await describeNetworks(pack));
     const imports = await this.readImports();
     for (const c of await this.folderCandidates()) {
       if ((await this.peekId(c.dir)) === pack.id) {

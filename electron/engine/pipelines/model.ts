@@ -3,7 +3,7 @@
 // float32 only inside the call — and classifier-free guidance as one batched call.
 import { RetraceError } from '../errors.js';
 import type { PackManifest } from '../packs/schema.js';
-import { NetworkSession, type RuntimeOptions } from '../runtime/session.js';
+import { NetworkSession, ORT_VERSION, type RuntimeOptions } from '../runtime/session.js';
 
 export interface TextTokenizer {
   readonly maxLength: number;
@@ -36,6 +36,12 @@ function requireFile(source: ModelSource, key: NetworkName): string {
   const file = source.files[key];
   if (!file) throw new RetraceError('BAD_PACK', `pack ${source.id} has no ${key} network`);
   return file;
+}
+
+export interface RuntimeRecord {
+  provider: string;
+  onnxruntime: string;
+  precision: string;
 }
 
 export class DiffusionModel {
@@ -78,6 +84,12 @@ export class DiffusionModel {
 
   unet(): Promise<NetworkSession> {
     return this.network('unet');
+  }
+
+  /** Where this model's UNet runs: provider, onnxruntime version, precision (opens the UNet). */
+  async runtimeRecord(): Promise<RuntimeRecord> {
+    const unet = await this.unet();
+    return { provider: unet.provider.used, onnxruntime: ORT_VERSION, precision: unet.precision };
   }
 
   /** Opens every network now (so the first step is not slowed by session creation). */

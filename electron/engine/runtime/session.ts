@@ -6,6 +6,10 @@
 import { existsSync } from 'node:fs';
 import ort from 'onnxruntime-node';
 import { RetraceError } from '../errors.js';
+import { decodeHalf, encodeHalf } from './half.js';
+
+/** The onnxruntime this engine runs on (recorded in inversion files). */
+export const ORT_VERSION: string = ort.env.versions.node ?? ort.env.versions.common;
 
 export type ProviderName = 'cuda' | 'dml' | 'coreml' | 'webgpu' | 'cpu';
 export type ProviderPreference = 'auto' | ProviderName;
@@ -136,6 +140,9 @@ function convert(name: string, feed: Feed, type: ValueType): ort.Tensor {
       for (let i = 0; i < src.length; i++) out[i] = BigInt(Math.round(src[i] as number));
       return new ort.Tensor('int64', out, dims);
     }
+    case 'float16':
+      // Converted here, at the boundary, and only here: the engine's states stay float64.
+      return new ort.Tensor('float16', encodeHalf(d as ArrayLike<number>), dims);
     case 'int32':
       return new ort.Tensor(
         'int32',
@@ -148,6 +155,67 @@ function convert(name: string, feed: Feed, type: ValueType): ort.Tensor {
         `network input "${name}" has type ${type}, which Retrace cannot feed`,
       );
   }
+}
+
+/**
+ * A float16 output, widened: onnxruntime-node hands float16 back as raw bit patterns in a
+ * Uint16Array, or as a Float16Array where the platform has one (values already numbers).
+ */
+function halfValues(
+  data: unknown,
+  type: string,
+): (<T extends Float32Array | Float64Array>(as: new (n: number) => T) => T) | undefined {
+  if (type !== 'float16') return undefined;
+  if (data instanceof Uint16Array) return (as) => decodeHalf(data, new as(data.length));
+  const values = data as ArrayLike<number> | undefined;
+  if (values && typeof values.length === 'number') {
+    return (as) => {
+      const out = new as(values.length);
+      for (let i = 0; i < values.length; i++) out[i] = values[i] as number;
+      return out;
+    };
+  }
+  return undefined;
+}
+
+/** The float precision a network computes in, read off its declared inputs and outputs. */
+export type Precision = 'fp32' | 'fp16' | 'fp64' | 'mixed' | 'none';
+
+export function precisionOf(values: readonly { type: string }[]): Precision {
+  const floats = new Set(
+    values.map((v) => v.type).filter((t) => t === 'float32' || t === 'float16' || t === 'float64'),
+  );
+  if (floats.size === 0) return 'none';
+  if (floats.size > 1) return 'mixed';
+  const only = [...floats][0];
+  return only === 'float16' ? 'fp16' : only === 'float64' ? 'fp64' : 'fp32';
+}
+
+/**
+ * The session options for one provider. On an accelerator, `session.use_deterministic_compute`
+ * asks onnxruntime for its deterministic kernels (CUDA reductions, WebGPU's split-K matmul…):
+ * BDIA's replay is exact only if the network gives the same output for the same input in another
+ * session. onnxruntime-node passes nothing but the device id to CUDA, so cuDNN's convolution
+ * algorithm search stays at onnxruntime's default; a replay therefore checks where it landed
+ * (inversion files keep the source latent) and reports any difference (docs/providers.md).
+ * The CPU provider is deterministic as it is and keeps the options its results were measured with.
+ */
+export function sessionOptionsFor(
+  provider: ProviderName,
+  options: RuntimeOptions = {},
+): ort.InferenceSession.SessionOptions {
+  const sessionOptions: ort.InferenceSession.SessionOptions = {
+    executionProviders: [provider === 'cuda' ? { name: 'cuda', deviceId: 0 } : provider],
+    graphOptimizationLevel: 'all',
+    // An accelerator that fails to load is an expected, reported fallback, not a console error.
+    logSeverityLevel: provider === 'cpu' ? 3 : 4,
+  };
+  if (provider !== 'cpu') sessionOptions.extra = { session: { use_deterministic_compute: '1' } };
+  if (options.threads && options.threads > 0) {
+    sessionOptions.intraOpNumThreads = options.threads;
+    sessionOptions.interOpNumThreads = 1;
+  }
+  return sessionOptions;
 }
 
 export class NetworkSession {
@@ -167,16 +235,7 @@ export class NetworkSession {
   static async open(file: string, options: RuntimeOptions = {}): Promise<NetworkSession> {
     const attempts: ProviderAttempt[] = [];
     for (const provider of candidateProviders(options.provider)) {
-      const sessionOptions: ort.InferenceSession.SessionOptions = {
-        executionProviders: [provider],
-        graphOptimizationLevel: 'all',
-        // An accelerator that fails to load is an expected, reported fallback, not a console error.
-        logSeverityLevel: provider === 'cpu' ? 3 : 4,
-      };
-      if (options.threads && options.threads > 0) {
-        sessionOptions.intraOpNumThreads = options.threads;
-        sessionOptions.interOpNumThreads = 1;
-      }
+      const sessionOptions = sessionOptionsFor(provider, options);
       try {
         const session = await ort.InferenceSession.create(file, sessionOptions);
         attempts.push({ provider });
@@ -207,6 +266,11 @@ export class NetworkSession {
     return info;
   }
 
+  /** fp32, fp16, … as the graph declares its inputs and outputs. */
+  get precision(): Precision {
+    return precisionOf([...this.inputs, ...this.outputs]);
+  }
+
   hasInput(name: string): boolean {
     return this.inputs.some((i) => i.name === name);
   }
@@ -218,6 +282,8 @@ export class NetworkSession {
     // (a cached text embedding then changed under an inversion, breaking its exactness).
     if (data instanceof Float32Array) return { data: new Float32Array(data), dims };
     if (data instanceof Float64Array) return { data: Float32Array.from(data), dims };
+    const half = halfValues(data, type);
+    if (half) return { data: half(Float32Array), dims };
     throw this.notFloat(wanted, type);
   }
 
@@ -230,6 +296,8 @@ export class NetworkSession {
     if (data instanceof Float32Array || data instanceof Float64Array) {
       return { data: Float64Array.from(data), dims };
     }
+    const half = halfValues(data, type);
+    if (half) return { data: half(Float64Array), dims };
     throw this.notFloat(wanted, type);
   }
 

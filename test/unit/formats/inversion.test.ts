@@ -241,6 +241,36 @@ describe('inversion files', () => {
     }
   });
 
+  it('keeps the source latent bit for bit and the runtime it was made on; refuses a source latent of another shape', async () => {
+    const inv = sample();
+    inv.zSource = Float64Array.from(inv.zTop, (v, i) => v / 3 + i);
+    inv.meta.provider = 'cuda';
+    inv.meta.onnxruntime = '1.30.0';
+    inv.meta.precision = 'fp16';
+    const file = path.join(dir, 'src.inversion.safetensors');
+    await writeInversion(file, inv);
+    const back = await readInversion(file);
+    expect(Buffer.from(back.zSource?.buffer ?? new ArrayBuffer(0))).toEqual(
+      Buffer.from(inv.zSource.buffer),
+    );
+    expect(back.meta).toEqual(inv.meta);
+    const st = await readSafetensors(file);
+    expect([...st.tensors.keys()]).toEqual(['z_top', 'z_next', 'z_source', 'preview']);
+
+    // A z_source that does not match z_top's shape: refused at write, and at read.
+    await expect(
+      writeInversion(path.join(dir, 'bad.inversion.safetensors'), {
+        ...inv,
+        zSource: new Float64Array(3),
+      }),
+    ).rejects.toThrow(/source latent has 3 values/);
+    const tensors = new Map(st.tensors);
+    tensors.set('z_source', { dtype: 'F64', shape: [1, 4, 4, 4], data: new Float64Array(64) });
+    const forged = path.join(dir, 'forged.safetensors');
+    await writeSafetensors(forged, tensors, st.metadata);
+    await expect(readInversion(forged)).rejects.toThrow();
+  });
+
   it('refuses to write a pair that does not fit its shape', async () => {
     const inv = sample();
     inv.shape = [1, 4, 8, 9];
