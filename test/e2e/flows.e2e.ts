@@ -369,6 +369,11 @@ describe('Retrace in the browser', () => {
     const first = page.getByTestId('pack-list').locator('button').first();
     await first.click();
     await page.getByTestId('pack-card').locator('h2').first().waitFor();
+    // Each network with the precision read off its graph.
+    await page.getByTestId('pack-networks').waitFor();
+    expect(await page.getByTestId('pack-networks').innerText()).toMatch(
+      /unet\s+fp32\s+sample float32/,
+    );
     await shot('models');
     const broken = path.join(work, 'broken-pack');
     mkdirSync(broken, { recursive: true });

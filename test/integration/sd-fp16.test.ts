@@ -6,7 +6,7 @@
 // is allowed only when asked and reports the error it got; a folder Retrace cannot run is
 // refused at import.
 import { spawn } from 'node:child_process';
-import { copyFile, cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -79,10 +79,17 @@ beforeAll(async () => {
   await cp(fp16, mixed, { recursive: true });
   for (const vae of ['vae_encoder', 'vae_decoder'])
     await copyFile(path.join(fp32, vae, 'model.onnx'), path.join(mixed, vae, 'model.onnx'));
+  // An SD 2-style v-prediction export at half precision (the same network, read as predicting v).
+  const vpred = path.join(work, 'tiny-sd-fp16-v');
+  await cp(fp16, vpred, { recursive: true });
+  const schedulerFile = path.join(vpred, 'scheduler', 'scheduler_config.json');
+  const scheduler = JSON.parse(await readFile(schedulerFile, 'utf8')) as Record<string, unknown>;
+  await writeFile(schedulerFile, JSON.stringify({ ...scheduler, prediction_type: 'v_prediction' }));
   for (const [folder, id] of [
     [fp32, 'sd32'],
     [fp16, 'sd16'],
     [mixed, 'sdmixed'],
+    [vpred, 'sd16v'],
   ] as const) {
     const r = await cli('models', 'import', folder, '--id', id);
     expect(r.code, r.err).toBe(0);
@@ -126,7 +133,13 @@ describe('float16 Stable Diffusion exports', () => {
     expect(text.out).toMatch(/unet\s+fp16\s+unet\/model\.onnx: sample float16, timestep int64/);
   });
 
-  for (const id of ['sd16', 'sdmixed']) {
+  it('the v-prediction export is read as one', async () => {
+    const r = await cli('models', 'info', 'sd16v', '--json');
+    const info = JSON.parse(r.out) as { manifest: { prediction: string } };
+    expect(info.manifest.prediction).toBe('v_prediction');
+  });
+
+  for (const id of ['sd16', 'sdmixed', 'sd16v']) {
     it(`${id}: generate gives an image; the BDIA round trip is exact (≤ 1e-9; it is 0)`, async () => {
       const out = path.join(work, `${id}-gen.png`);
       const g = await cli(

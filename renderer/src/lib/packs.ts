@@ -53,3 +53,33 @@ export function evalSummary(evaluation: unknown, limit = 40): [string, string][]
   }
   return rows;
 }
+
+export interface NetworkRow {
+  network: string;
+  precision: string;
+  /** "sample float16, timestep int64 → out_sample float16". */
+  io: string;
+}
+
+/** The Models view's networks table, from packs:info's `networks` (anything malformed skipped). */
+export function networkRows(networks: unknown): NetworkRow[] {
+  if (!Array.isArray(networks)) return [];
+  const values = (list: unknown): string =>
+    Array.isArray(list)
+      ? list
+          .filter(
+            (v): v is { name: string; type: string } =>
+              !!v &&
+              typeof (v as { name?: unknown }).name === 'string' &&
+              typeof (v as { type?: unknown }).type === 'string',
+          )
+          .map((v) => `${v.name} ${v.type}`)
+          .join(', ')
+      : '';
+  return networks.flatMap((n: unknown) => {
+    if (!n || typeof n !== 'object') return [];
+    const { network, precision, inputs, outputs } = n as Record<string, unknown>;
+    if (typeof network !== 'string' || typeof precision !== 'string') return [];
+    return [{ network, precision, io: `${values(inputs)} → ${values(outputs)}` }];
+  });
+}

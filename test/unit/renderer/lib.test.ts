@@ -238,4 +238,27 @@ describe('model card markdown', () => {
       ['sigma15.ssim', '0.9500'],
     ]);
   });
+  it('lists each network with its precision and inputs → outputs, skipping malformed entries', async () => {
+    const { networkRows } = await import('../../../renderer/src/lib/packs.js');
+    expect(
+      networkRows([
+        {
+          network: 'unet',
+          precision: 'fp16',
+          inputs: [
+            { name: 'sample', type: 'float16' },
+            { name: 'timestep', type: 'int64' },
+          ],
+          outputs: [{ name: 'out_sample', type: 'float16' }],
+        },
+        { network: 'vaeDecoder' },
+        'junk',
+        { network: 'textEncoder', precision: 'fp32', inputs: [{ name: 1 }], outputs: 'x' },
+      ]),
+    ).toEqual([
+      { network: 'unet', precision: 'fp16', io: 'sample float16, timestep int64 → out_sample float16' },
+      { network: 'textEncoder', precision: 'fp32', io: ' → ' },
+    ]);
+    expect(networkRows(undefined)).toEqual([]);
+  });
 });
