@@ -21,6 +21,7 @@ export default tseslint.config(
       'release/**',
       'models/factory/.venv/**',
       'models/factory/.cache/**',
+      '.cache/**',
       'renderer/dist/**',
       'test/.tmp/**',
       'bench/.tmp/**',

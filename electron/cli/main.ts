@@ -67,7 +67,17 @@ class Session {
 
   print(value: unknown, json: boolean | undefined, human: string): void {
     this.reporter?.stop();
-    this.out(json ? JSON.stringify(value) : human);
+    // A job's JSON says where its networks ran and why other providers were not used.
+    const withRuntime =
+      json &&
+      this.reporter &&
+      this.engine &&
+      value &&
+      typeof value === 'object' &&
+      !Array.isArray(value)
+        ? { ...value, runtime: this.engine.runtimeReport() }
+        : value;
+    this.out(json ? JSON.stringify(withRuntime) : human);
   }
 
   log(message: string): void {
@@ -487,6 +497,23 @@ function buildProgram(
       );
       if (result.cancelled) session.exitCode = EXIT.cancelled;
       else if (summary.failed > 0) session.exitCode = EXIT.failed;
+    });
+
+  program
+    .command('providers')
+    .description('the execution providers Retrace would try here, and why others are passed over')
+    .option('--json', 'print JSON')
+    .action((o) => {
+      const report = session.open(globals()).providers();
+      const lines = [
+        `tries, in order: ${report.candidates.join(' → ')}`,
+        ...report.passedOver.map((p) => `passed over ${p.provider}: ${p.reason}`),
+      ];
+      session.print(
+        { candidates: report.candidates, passedOver: report.passedOver },
+        o.json,
+        lines.join('\n'),
+      );
     });
 
   const models = program.command('models').description('list, inspect and import model packs');

@@ -79,7 +79,7 @@ import {
 import { DiffusionModel, type RuntimeRecord } from './pipelines/model.js';
 import { restoreImage } from './pipelines/restore.js';
 import type { RunOptions } from './progress.js';
-import { candidateProviders, type ProviderPreference } from './runtime/session.js';
+import { providerPlan, type PassedOver, type ProviderPreference } from './runtime/session.js';
 import { maxAbsDiff } from './runtime/tensors.js';
 
 export const ENGINE_VERSION = '0.1.0';
@@ -188,6 +188,15 @@ export interface RestoreResult {
   report: string;
   csv: string;
   cancelled: boolean;
+}
+
+export interface RuntimeReport {
+  /** Providers the job's networks ran on. */
+  used: string[];
+  /** Providers not tried, and why. */
+  passedOver: PassedOver[];
+  /** Providers tried that failed to start, and their errors (then CPU took over). */
+  failed: { provider: string; error: string }[];
 }
 
 export interface PackDetails extends PackListEntry {
@@ -340,13 +349,19 @@ export class Engine {
     return entry;
   }
 
-  /** The providers this build can try, in order, and what the open sessions actually use. */
+  /**
+   * The providers this build can try, in order, those passed over (with why), and what the open
+   * sessions actually use (with each fallback's reason).
+   */
   providers(): {
     candidates: string[];
+    passedOver: PassedOver[];
     sessions: { file: string; used: string; attempts: unknown[] }[];
   } {
+    const plan = providerPlan(this.runtime.provider ?? 'auto');
     return {
-      candidates: candidateProviders(this.runtime.provider ?? 'auto'),
+      candidates: plan.candidates,
+      passedOver: plan.passedOver,
       sessions: [...this.models.values()].flatMap((m) =>
         m.sessions().map((s) => ({
           file: s.file,
@@ -354,6 +369,22 @@ export class Engine {
           attempts: s.provider.attempts,
         })),
       ),
+    };
+  }
+
+  /** For a job's report: the providers its networks ran on, and why the others were not used. */
+  runtimeReport(): RuntimeReport {
+    const sessions = [...this.models.values()].flatMap((m) => m.sessions());
+    const used = [...new Set(sessions.map((s) => s.provider.used))];
+    const fellBack = new Map<string, string>();
+    for (const s of sessions)
+      for (const a of s.provider.attempts) if (a.error) fellBack.set(a.provider, a.error);
+    return {
+      used,
+      passedOver:
+        sessions[0]?.provider.passedOver ??
+        providerPlan(this.runtime.provider ?? 'auto').passedOver,
+      failed: [...fellBack].map(([provider, error]) => ({ provider, error })),
     };
   }
 

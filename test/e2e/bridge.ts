@@ -25,6 +25,8 @@ export interface BridgeOptions {
   /** Scratch folder: user data, outputs, state. */
   dir: string;
   packDirs: string[];
+  /** Extra environment for the engine process. */
+  hostEnv?: Record<string, string>;
 }
 
 export class Bridge {
@@ -77,7 +79,10 @@ export class Bridge {
   }
 
   private forkHost(): ChildLike {
-    const child = fork(HOST_ENTRY, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(HOST_ENTRY, [], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      env: { ...process.env, ...this.options.hostEnv },
+    });
     this.child = child;
     return {
       postMessage: (m) => void child.send(m as object),

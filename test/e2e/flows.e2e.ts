@@ -71,7 +71,20 @@ beforeAll(async () => {
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
   mkdirSync(SHOTS, { recursive: true });
-  bridge = new Bridge({ dir: work, packDirs: [path.join(ROOT, 'models', 'packs')] });
+  // The engine sees a machine like a GPU-less laptop with Mesa's Vulkan: a loader and only the
+  // llvmpipe driver (files alone: `auto` decides from them and never starts WebGPU there).
+  const vulkan = path.join(work, 'fake-vulkan');
+  mkdirSync(path.join(vulkan, 'icd.d'), { recursive: true });
+  writeFileSync(path.join(vulkan, 'libvulkan.so.1'), '');
+  writeFileSync(
+    path.join(vulkan, 'icd.d', 'lvp_icd.x86_64.json'),
+    JSON.stringify({ file_format_version: '1.0.0', ICD: { library_path: 'libvulkan_lvp.so' } }),
+  );
+  bridge = new Bridge({
+    dir: work,
+    packDirs: [path.join(ROOT, 'models', 'packs')],
+    hostEnv: { LD_LIBRARY_PATH: vulkan, VK_ICD_FILENAMES: path.join(vulkan, 'icd.d') },
+  });
   await bridge.start();
   // The tiny Stable Diffusion fixture is a diffusers ONNX folder: import it like a user would.
   await bridge.engine.request('packs:import', { folder: TINY_SD });
@@ -465,9 +478,17 @@ describe('Retrace in the browser', () => {
   it('shows the detected execution providers and saves settings', async () => {
     await nav('settings');
     await expect.poll(() => page.getByTestId('providers').innerText()).toMatch(/cpu/);
+    // Automatic: the software-only WebGPU adapter is passed over, and the page says why.
+    await page.getByTestId('set-provider').selectOption('auto');
+    await expect
+      .poll(() => page.getByTestId('providers').innerText())
+      .toMatch(
+        /webgpu passed over: the only Vulkan driver is a software rasteriser \(lvp_icd\.x86_64\.json\)/,
+      );
     await page.getByTestId('set-theme').selectOption('dark');
     await expect.poll(() => page.locator('html').getAttribute('data-theme')).toBe('dark');
     await shot('settings');
+    await page.getByTestId('set-provider').selectOption('cpu');
     await page.getByTestId('set-theme').selectOption('system');
     // The output folder changes only through the folder dialog; a folder the page merely names
     // (as a compromised page would) is refused and never granted.

@@ -3,10 +3,10 @@
 // fallback, every failure kept as a reason the user can read), adapts feeds to the dtypes the
 // graph declares, and counts the time spent inside `run` so benchmarks can separate engine
 // overhead from network time.
-import { existsSync } from 'node:fs';
 import ort from 'onnxruntime-node';
 import { RetraceError } from '../errors.js';
 import { decodeHalf, encodeHalf } from './half.js';
+import { vulkanEnvironment, webgpuVerdict } from './vulkan.js';
 
 /** The onnxruntime this engine runs on (recorded in inversion files). */
 export const ORT_VERSION: string = ort.env.versions.node ?? ort.env.versions.common;
@@ -29,6 +29,8 @@ export interface ProviderAttempt {
 export interface ProviderReport {
   used: ProviderName;
   attempts: ProviderAttempt[];
+  /** Providers not tried at all, and why (a software-only WebGPU adapter, …). */
+  passedOver: PassedOver[];
 }
 
 export type ValueType = 'float32' | 'float64' | 'float16' | 'int64' | 'int32' | 'uint8' | 'other';
@@ -61,33 +63,61 @@ const platformOrder: Record<string, ProviderName[]> = {
   darwin: ['coreml', 'webgpu'],
 };
 
-/** The providers this build of onnxruntime-node can try here, best first, CPU last. */
-export function candidateProviders(preference: ProviderPreference = 'auto'): ProviderName[] {
-  if (preference !== 'auto') return preference === 'cpu' ? ['cpu'] : [preference, 'cpu'];
-  const available = new Set(ort.listSupportedBackends().map((b) => b.name));
-  const order = platformOrder[process.platform] ?? [];
-  return [...order.filter((p) => available.has(p) && !skipReason(p)), 'cpu'];
+export interface PassedOver {
+  provider: ProviderName;
+  reason: string;
 }
 
-const vulkanLoaders = [
-  '/usr/lib/x86_64-linux-gnu/libvulkan.so.1',
-  '/usr/lib/aarch64-linux-gnu/libvulkan.so.1',
-  '/usr/lib64/libvulkan.so.1',
-  '/usr/lib/libvulkan.so.1',
-];
+export interface ProviderPlan {
+  /** What will be tried, in order; CPU last. */
+  candidates: ProviderName[];
+  /** Providers of this platform not tried, each with why. */
+  passedOver: PassedOver[];
+}
 
 /**
- * Why `auto` does not even try a provider here, if it does not: on Linux, WebGPU runs on Vulkan,
- * and without a Vulkan loader its start fails after printing to the console. Asking for the
- * provider by name still tries it.
+ * The providers to try here, best first, CPU last, and why the others are not tried. `auto`
+ * means "the fastest provider that works here": a platform accelerator this build of
+ * onnxruntime-node lacks is skipped, and so is WebGPU where it could only run on a software
+ * rasteriser (runtime/vulkan.ts; the rule is in docs/providers.md). A provider asked for by name
+ * is tried unless it cannot start at all (no Vulkan loader or driver for WebGPU).
  */
-export function skipReason(provider: ProviderName): string | undefined {
-  if (provider === 'webgpu' && process.platform === 'linux') {
-    return vulkanLoaders.some((f) => existsSync(f))
-      ? undefined
-      : 'no Vulkan loader (libvulkan.so.1) on this machine';
+export function providerPlan(
+  preference: ProviderPreference = 'auto',
+  probe: { backends?: string[]; webgpu?: () => ReturnType<typeof webgpuVerdict> } = {},
+): ProviderPlan {
+  const available = new Set(probe.backends ?? ort.listSupportedBackends().map((b) => b.name));
+  const webgpu =
+    probe.webgpu ??
+    (() => (process.platform === 'linux' ? webgpuVerdict(vulkanEnvironment()) : undefined));
+  const passedOver: PassedOver[] = [];
+  if (preference === 'cpu') return { candidates: ['cpu'], passedOver };
+  if (preference !== 'auto') {
+    const verdict = preference === 'webgpu' ? webgpu() : undefined;
+    if (verdict?.definitive) {
+      return {
+        candidates: ['cpu'],
+        passedOver: [{ provider: preference, reason: verdict.reason }],
+      };
+    }
+    return { candidates: [preference, 'cpu'], passedOver };
   }
-  return undefined;
+  const candidates: ProviderName[] = [];
+  for (const provider of platformOrder[process.platform] ?? []) {
+    if (!available.has(provider)) {
+      passedOver.push({ provider, reason: 'not in this build of onnxruntime-node' });
+      continue;
+    }
+    const verdict = provider === 'webgpu' ? webgpu() : undefined;
+    if (verdict) passedOver.push({ provider, reason: verdict.reason });
+    else candidates.push(provider);
+  }
+  return { candidates: [...candidates, 'cpu'], passedOver };
+}
+
+/** The providers this build of onnxruntime-node can try here, best first, CPU last. */
+export function candidateProviders(preference: ProviderPreference = 'auto'): ProviderName[] {
+  return providerPlan(preference).candidates;
 }
 
 function toValueType(t: string | undefined): ValueType {
@@ -234,7 +264,8 @@ export class NetworkSession {
   /** Opens `file`, trying providers one at a time; a provider that fails is never fatal. */
   static async open(file: string, options: RuntimeOptions = {}): Promise<NetworkSession> {
     const attempts: ProviderAttempt[] = [];
-    for (const provider of candidateProviders(options.provider)) {
+    const plan = providerPlan(options.provider);
+    for (const provider of plan.candidates) {
       const sessionOptions = sessionOptionsFor(provider, options);
       try {
         const session = await ort.InferenceSession.create(file, sessionOptions);
@@ -242,7 +273,7 @@ export class NetworkSession {
         return new NetworkSession(
           session,
           file,
-          { used: provider, attempts },
+          { used: provider, attempts, passedOver: plan.passedOver },
           describeValues(session.inputMetadata),
           describeValues(session.outputMetadata),
         );
@@ -250,7 +281,10 @@ export class NetworkSession {
         attempts.push({ provider, error: firstLine(err) });
       }
     }
-    const reasons = attempts.map((a) => `${a.provider}: ${a.error ?? 'unknown error'}`).join('; ');
+    const reasons = [
+      ...plan.passedOver.map((p) => `${p.provider}: ${p.reason}`),
+      ...attempts.map((a) => `${a.provider}: ${a.error ?? 'unknown error'}`),
+    ].join('; ');
     throw new RetraceError('RUNTIME', `${file}: cannot open the network (${reasons})`);
   }
 

@@ -65,6 +65,7 @@ describe('session options per provider', () => {
         { provider: 'cuda', error: 'cuda provider is not available' },
         { provider: 'cpu' },
       ],
+      passedOver: [],
     });
     expect(created.map((c) => c.options.executionProviders)).toEqual([
       [{ name: 'cuda', deviceId: 0 }],
