@@ -870,6 +870,97 @@ await section(
   'editPeakRssMiB24MP',
 );
 
+// 9. Providers (issue 16): generate on shapes-base with the CPU provider and with WebGPU over
+// Mesa's llvmpipe (the throwaway prefix of scripts/providers/vulkan-prefix.sh), each in CLI
+// processes of its own, as a user runs it: what `auto` passes over, and what it would have cost.
+// Cold = one image in a fresh process (session creation and shader compilation included);
+// per image = (5 images − 1 image) / 4 in fresh processes, the steady cost.
+await section('providers cpu vs webgpu', async () => {
+  const statusFile = path.join(root, '.cache/providers/status.json');
+  requirePath(statusFile, 'the Vulkan prefix (npm run test:providers builds it)');
+  const vk = JSON.parse(await readFile(statusFile, 'utf8'));
+  if (!vk.ok) throw new Error(`no Vulkan prefix: ${vk.reason}`);
+  requirePack('shapes-base');
+  const env = {
+    ...process.env,
+    LD_LIBRARY_PATH: [vk.lib, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':'),
+    VK_ICD_FILENAMES: vk.icd,
+  };
+  const run = (provider, count) =>
+    new Promise((resolve, reject) => {
+      const started = performance.now();
+      execFile(
+        process.execPath,
+        [
+          path.join(root, 'bin/retrace.js'),
+          '--quiet',
+          '--provider',
+          provider,
+          'generate',
+          '--model',
+          'shapes-base',
+          '--prompt',
+          'a red circle left of a blue square',
+          '--steps',
+          '10',
+          '--seed',
+          '1',
+          '--count',
+          String(count),
+          '--out',
+          path.join(work, `providers-${provider}`),
+          '--json',
+        ],
+        { env, maxBuffer: 1 << 20 },
+        (err, stdout) => {
+          if (err) return reject(err);
+          const wall = (performance.now() - started) / 1000;
+          const report = JSON.parse(stdout);
+          resolve({ wall, seconds: report.seconds, used: report.runtime?.used ?? [] });
+        },
+      );
+    });
+  const plan = await new Promise((resolve, reject) =>
+    execFile(
+      process.execPath,
+      [path.join(root, 'bin/retrace.js'), 'providers', '--json'],
+      { env },
+      (err, stdout) => (err ? reject(err) : resolve(JSON.parse(stdout))),
+    ),
+  );
+  const measure = async (provider) => {
+    const one = [];
+    const five = [];
+    for (let i = 0; i < repeats; i++) {
+      one.push(await run(provider, 1));
+      five.push(await run(provider, 5));
+    }
+    const used = [...new Set([...one, ...five].flatMap((r) => r.used))];
+    if (used.join() !== provider)
+      throw new Error(`asked for ${provider}, ran on ${used.join(', ')}`);
+    return {
+      coldSeconds: round(median(one.map((r) => r.seconds)), 3),
+      coldProcessSeconds: round(median(one.map((r) => r.wall)), 3),
+      perImageSeconds: round(median(five.map((r, i) => (r.seconds - one[i].seconds) / 4)), 3),
+    };
+  };
+  await rm(path.join(work, 'providers-cpu'), { recursive: true, force: true });
+  const cpu = await measure('cpu');
+  const webgpu = await measure('webgpu');
+  summary.details.providers = {
+    model: 'shapes-base, 10 DDIM steps, 64²',
+    adapter: `llvmpipe (Mesa ${vk.mesa}), software`,
+    autoChooses: plan.candidates,
+    autoPassedOver: plan.passedOver,
+    cpu,
+    webgpu,
+    webgpuOverCpuPerImage: round(webgpu.perImageSeconds / cpu.perImageSeconds, 2),
+  };
+  console.log(
+    `providers: auto tries ${plan.candidates.join(' → ')}; per image CPU ${cpu.perImageSeconds} s, WebGPU (llvmpipe) ${webgpu.perImageSeconds} s (×${summary.details.providers.webgpuOverCpuPerImage}); cold CPU ${cpu.coldSeconds} s, WebGPU ${webgpu.coldSeconds} s`,
+  );
+});
+
 await rm(work, { recursive: true, force: true });
 summary.machine.loadAverageAtEnd = loadAverage();
 summary.benchSeconds = round((performance.now() - benchStarted) / 1000, 1);
@@ -934,6 +1025,13 @@ table.push(
     '> 1',
     goalMet(summary.speedVsDiffusersOnnx, (v) => v > 1),
     `tiny-sd, 20 DDIM steps, 64², ${compareThreads} thread, PNG written`,
+  ],
+  [
+    'WebGPU (llvmpipe) ÷ CPU, s/image',
+    fmt(summary.details.providers?.webgpuOverCpuPerImage, 2),
+    '(auto passes it over)',
+    '-',
+    'shapes-base, 10 steps, CLI processes',
   ],
   [
     'speed vs PyTorch (×)',

@@ -7,7 +7,7 @@
 // replayed on WebGPU is allowed and reports its error; a restore runs; fp16 runs.
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -43,10 +43,15 @@ interface Run {
 }
 
 function cli(...argv: string[]): Promise<Run> {
+  return cliEnv({}, ...argv);
+}
+
+function cliEnv(extra: Record<string, string>, ...argv: string[]): Promise<Run> {
   const env = {
     ...process.env,
     LD_LIBRARY_PATH: [status.lib, process.env.LD_LIBRARY_PATH].filter(Boolean).join(':'),
     VK_ICD_FILENAMES: status.icd ?? '',
+    ...extra,
   };
   const started = performance.now();
   return new Promise((resolve, reject) => {
@@ -132,6 +137,37 @@ describe.skipIf(!status.ok)(`WebGPU on llvmpipe (Mesa ${status.mesa ?? '?'})`, (
     const report = JSON.parse(g.out) as { runtime: { used: string[] } };
     expect(report.runtime.used).toEqual(['cpu']);
     expect(g.err).toBe(''); // nothing from Dawn or Vulkan: WebGPU was never started
+  });
+
+  it('a Vulkan loader with no driver: nothing from Dawn or Vulkan on stderr, auto and by name', async () => {
+    const none = path.join(work, 'no-icd');
+    await mkdir(none, { recursive: true });
+    for (const provider of ['auto', 'webgpu']) {
+      const r = await cliEnv(
+        { VK_ICD_FILENAMES: none },
+        '--provider',
+        provider,
+        'generate',
+        '--model',
+        'tiny-sd',
+        '--prompt',
+        'a red circle',
+        '--steps',
+        '2',
+        '--out',
+        path.join(work, `no-icd-${provider}.png`),
+        '--json',
+      );
+      expect(r.code, r.err).toBe(0);
+      expect(r.err).toBe('');
+      const runtime = (JSON.parse(r.out) as { runtime: { used: string[]; passedOver: unknown[] } })
+        .runtime;
+      expect(runtime.used).toEqual(['cpu']);
+      expect(runtime.passedOver).toContainEqual({
+        provider: 'webgpu',
+        reason: expect.stringMatching(/no Vulkan driver/) as unknown as string,
+      });
+    }
   });
 
   it('generate on WebGPU by name: the same image as on the CPU, to within float rounding', async () => {
@@ -256,6 +292,7 @@ describe.skipIf(!status.ok)(`WebGPU on llvmpipe (Mesa ${status.mesa ?? '?'})`, (
       '--json',
     );
     expect(r.code, r.err).toBe(0);
+    expect((JSON.parse(r.out) as { runtime: { used: string[] } }).runtime.used).toEqual(['webgpu']);
     const meta = await sharp(path.join(out, 'photo.png')).metadata();
     expect([meta.width, meta.height]).toEqual([96, 64]);
   });
