@@ -12,6 +12,7 @@ import { networkSummary } from '../engine/packs/networks.js';
 import type { RunOptions } from '../engine/progress.js';
 import { choiceOption, floatOption, intOption, timeShiftOption } from './options.js';
 import { createReporter, type ProgressReporter } from './progress.js';
+import { queueCommands } from './queue.js';
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, cancelled: 130 } as const;
 
@@ -129,6 +130,15 @@ function buildProgram(
     .configureOutput({ writeOut: (s) => out(s.trimEnd()), writeErr: (s) => err(s.trimEnd()) });
 
   const globals = () => program.opts<GlobalOptions>();
+  // Workers, queues, shards and report merging (electron/cli/queue.ts, docs/queue.md).
+  const distributed = queueCommands({
+    engine: () => session.open(globals()),
+    run: () => session.run(globals()),
+    print: (value, json, human) => session.print(value, json, human),
+    log: (message) => session.log(message),
+    setExitCode: (code) => (session.exitCode = code),
+    quiet: () => Boolean(globals().quiet),
+  });
 
   program
     .command('generate')
@@ -459,6 +469,7 @@ function buildProgram(
     .option('--report <file>', 'JSON report (CSV beside it); default OUT/retrace-report.json')
     .option('--json', 'print the summary as one JSON line')
     .action(async (paths: string[], o) => {
+      if (await distributed.restore(paths, o)) return;
       const g = globals();
       const params: RestoreParams = {
         model: o.model,
@@ -554,6 +565,7 @@ function buildProgram(
       const entry = await session.open(globals()).importPack(path.resolve(folder), o.id);
       session.print(entry, o.json, `imported ${entry.id} from ${entry.dir}`);
     });
+  distributed.register(program);
   return program;
 }
 

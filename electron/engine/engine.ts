@@ -39,7 +39,14 @@ import {
   type ImageMetadata,
   type RgbImage,
 } from './images/io.js';
-import { collectInputs, runBatch, type BatchItem } from './jobs/batch.js';
+import {
+  collectInputs,
+  fileSeed,
+  runBatch,
+  type BatchInput,
+  type BatchItem,
+  type BatchStages,
+} from './jobs/batch.js';
 import {
   defaultPackDirs,
   PackRegistry,
@@ -188,6 +195,16 @@ export interface RestoreResult {
   report: string;
   csv: string;
   cancelled: boolean;
+}
+
+/** The per-file work of a restore batch (see `Engine.restorePlan`). */
+export interface RestorePlan {
+  params: z.output<typeof restoreParamsSchema>;
+  model: DiffusionModel;
+  outputDir: string;
+  /** Maps a source's relative path to its output's (absent: the same). */
+  outputName?: (relative: string) => string;
+  stages: BatchStages<RgbImage, RgbImage>;
 }
 
 export interface RuntimeReport {
@@ -1013,77 +1030,92 @@ export class Engine {
     return result;
   }
 
-  async restore(
-    p: RestoreParams,
-    run: RunOptions & { onItem?: (item: BatchItem, done: number, total: number) => void } = {},
-  ): Promise<RestoreResult> {
+  /**
+   * What a restore batch does with each file (load → process → save) and where its output goes:
+   * one definition shared by `restore` and the queue workers (electron/engine/queue/worker.ts),
+   * so a file gives the same bytes wherever it is restored. Each file's noise seed derives from
+   * the batch seed and its relative path (`fileSeed`).
+   */
+  async restorePlan(p: RestoreParams, run: RunOptions = {}): Promise<RestorePlan> {
     const params = restoreParamsSchema.parse(p);
     const model = await this.model(params.model);
     if (model.manifest.task !== 'restoration') {
       throw new RetraceError('BAD_INPUT', `pack ${model.source.id} is not a restoration pack`);
     }
-    const inputs = await collectInputs(params.inputs, params.recursive);
     const outputDir = path.resolve(params.outputDir);
-    await mkdir(outputDir, { recursive: true });
-    const started = new Date();
     const format = params.format;
     const outputName =
       format === 'same'
         ? undefined
         : (relative: string) =>
             relative.replace(/\.[^./]+$/, '') + (format === 'jpeg' ? '.jpg' : `.${format}`);
-    const result = await runBatch<RgbImage, RgbImage>(
-      inputs,
-      {
-        load: (input) => readImage(input.file),
-        process: async (image, input, signal) => {
-          const restored = await restoreImage(
-            model,
-            toModelImage(image),
-            {
-              seed: params.seed,
-              ...(params.tile !== undefined ? { tile: params.tile } : {}),
-              ...(params.overlap !== undefined ? { overlap: params.overlap } : {}),
-              ...(params.steps !== undefined ? { steps: params.steps } : {}),
-              ...(params.deterministic !== undefined
-                ? { deterministic: params.deterministic }
-                : {}),
-            },
-            {
-              signal,
-              onProgress: (e) => run.onProgress?.({ ...e, detail: input.relative }),
-            },
-          );
-          const out = toRgb(restored.image, image.alpha);
-          out.meta = { ...image.meta };
-          return out;
-        },
-        save: async (image, output, input) => {
-          await mkdir(path.dirname(output), { recursive: true });
-          await writeImage(output, image, {
-            metadata: this.metadata('restore', {
-              model: model.source.id,
-              seed: params.seed,
-              source: input.relative,
-            }),
-          });
-        },
+    const stages: BatchStages<RgbImage, RgbImage> = {
+      load: (input) => readImage(input.file),
+      process: async (image, input, signal) => {
+        const restored = await restoreImage(
+          model,
+          toModelImage(image),
+          {
+            seed: fileSeed(params.seed, input.relative),
+            ...(params.tile !== undefined ? { tile: params.tile } : {}),
+            ...(params.overlap !== undefined ? { overlap: params.overlap } : {}),
+            ...(params.steps !== undefined ? { steps: params.steps } : {}),
+            ...(params.deterministic !== undefined ? { deterministic: params.deterministic } : {}),
+          },
+          {
+            signal,
+            onProgress: (e) => run.onProgress?.({ ...e, detail: input.relative }),
+          },
+        );
+        const out = toRgb(restored.image, image.alpha);
+        out.meta = { ...image.meta };
+        return out;
       },
-      {
-        outputDir,
-        skipExisting: params.skipExisting,
-        ...(outputName ? { outputName } : {}),
-        ...(run.signal ? { signal: run.signal } : {}),
-        ...(run.onProgress ? { onProgress: run.onProgress } : {}),
-        ...(run.onItem ? { onItem: run.onItem } : {}),
+      save: async (image, output, input) => {
+        await mkdir(path.dirname(output), { recursive: true });
+        await writeImage(output, image, {
+          metadata: this.metadata('restore', {
+            model: model.source.id,
+            seed: params.seed,
+            source: input.relative,
+          }),
+        });
       },
-    );
+    };
+    return { params, model, outputDir, ...(outputName ? { outputName } : {}), stages };
+  }
+
+  async restore(
+    p: RestoreParams,
+    run: RunOptions & {
+      onItem?: (item: BatchItem, done: number, total: number) => void;
+      /** Restores only the inputs this accepts (e.g. one shard of the folder). */
+      select?: (input: BatchInput) => boolean;
+      /** Extra top-level fields for the report (e.g. which shard it covers). */
+      reportExtra?: Record<string, unknown>;
+    } = {},
+  ): Promise<RestoreResult> {
+    const plan = await this.restorePlan(p, run);
+    const { params, model, outputDir, outputName } = plan;
+    const found = await collectInputs(params.inputs, params.recursive);
+    const inputs = run.select ? found.filter(run.select) : found;
+    await mkdir(outputDir, { recursive: true });
+    const started = new Date();
+    const result = await runBatch<RgbImage, RgbImage>(inputs, plan.stages, {
+      outputDir,
+      skipExisting: params.skipExisting,
+      ...(outputName ? { outputName } : {}),
+      ...(run.signal ? { signal: run.signal } : {}),
+      ...(run.onProgress ? { onProgress: run.onProgress } : {}),
+      ...(run.onItem ? { onItem: run.onItem } : {}),
+    });
     const report = path.resolve(params.report ?? path.join(outputDir, 'retrace-report.json'));
     const written = await writeBatchReport(report, {
       items: result.items.filter((i): i is BatchItem => i !== undefined),
       cancelled: result.cancelled,
       model: model.source.id,
       seed: params.seed,
+      ...(run.reportExtra ?? {}),
       started: started.toISOString(),
       finished: new Date().toISOString(),
     });

@@ -4,6 +4,7 @@
 // previous one overlap the network work on the current one. One file's failure is recorded and
 // the batch goes on; outputs appear only complete (the save stage writes atomically) and partial
 // files left by a killed run are removed when the next run starts.
+import { createHash } from 'node:crypto';
 import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import {
@@ -64,6 +65,22 @@ export interface BatchOptions extends RunOptions {
 export interface BatchResult {
   items: BatchItem[];
   cancelled: boolean;
+}
+
+/**
+ * The noise seed of one file of a batch: a pure function of the batch seed and the file's
+ * relative path (the report's key), so a file gets the same noise, and so the same output bytes,
+ * whether a local batch, a queue worker on any machine or a shard restores it, and in any order.
+ * 48 bits of SHA-256 over both (a safe integer, as `GaussianField` takes).
+ */
+export function fileSeed(batchSeed: number, relative: string): number {
+  if (!Number.isSafeInteger(batchSeed) || batchSeed < 0) {
+    throw new RangeError(`batch seed must be a non-negative safe integer, got ${batchSeed}`);
+  }
+  const digest = createHash('sha256')
+    .update(`retrace-file-seed/1\0${batchSeed}\0${relative}`)
+    .digest();
+  return digest.readUIntBE(0, 6);
 }
 
 function toPosix(p: string): string {

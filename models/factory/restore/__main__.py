@@ -3,7 +3,8 @@
 Run from models/factory (the npm script `models:restore` does: `npm run models:restore -- --task
 denoise`). `--smoke` runs every stage on a tiny budget into the cache, never over the committed
 packs; `--only` runs some stages (comma-separated) and skips the rest. `eval` writes eval.json,
-the figure and MODEL_CARD.md; `card` alone rewrites MODEL_CARD.md from eval.json.
+the figure and MODEL_CARD.md; `int8` quantises unet.onnx for CPUs and ships unet.int8.onnx when
+it costs ≤ 0.1 dB (quantize.py); `card` alone rewrites MODEL_CARD.md from eval.json.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-STAGES = ("data", "train", "export", "eval", "card")
+STAGES = ("data", "train", "export", "eval", "int8", "card")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import data
 
     manifest = None
-    if "data" in args.stages or "export" in args.stages or "eval" in args.stages:
+    if any(s in args.stages for s in ("data", "export", "eval", "int8")):
         manifest = data.prepare(cache, smoke=args.smoke, log=log)
 
     if "train" in args.stages:
@@ -119,7 +120,25 @@ def main(argv: list[str] | None = None) -> int:
         record = evaluate_pack(task, out, val, train_photos, plan, manifest, log=log)
         write_card(task, out, record)
         log(f"eval: {out / 'MODEL_CARD.md'} written")
-    elif "card" in args.stages:
+    if "int8" in args.stages:
+        from common.device import select_device
+
+        from .quantize import quantize_pack
+
+        select_device("cpu", args.threads)
+        if not (out / "unet.onnx").is_file():
+            raise SystemExit(f"no pack in {out}: run the export stage first")
+        val = data.load_split(cache, manifest, "val", args.smoke)
+        train_photos = data.load_split(cache, manifest, "train", args.smoke)
+        quantize_pack(task, out, train_photos, val, plan, log=log)
+        if (out / "eval.json").is_file():
+            import json
+
+            from .card import write_card
+
+            write_card(task, out, json.loads((out / "eval.json").read_text()))
+            log(f"int8: {out / 'MODEL_CARD.md'} rewritten")
+    if "card" in args.stages and "eval" not in args.stages:
         import json
 
         from .card import write_card

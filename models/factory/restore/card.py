@@ -124,6 +124,21 @@ def _data(record: dict) -> str:
     return "\n".join(lines)
 
 
+def _int8_row(record: dict) -> str:
+    """The CPU variant's line: shipped with its speed-up, or measured and why it was not."""
+    q = record.get("int8")
+    if not q:
+        return ""
+    sp = q["speed"]
+    if q["shipped"]:
+        return (f"| CPU variant | `unet.int8.onnx` (static int8, QDQ): ×{sp['speedup']} per call at "
+                f"{sp['side']}², worst loss {q['worst_drop_db']:.2f} dB on held-out 8-bit files; "
+                "the engine uses it on the CPU provider |\n")
+    return (f"| CPU variant | none: static int8 ran ×{sp['speedup']} faster at {sp['side']}² but lost "
+            f"{q['worst_drop_db']:.2f} dB on held-out 8-bit files (limit {q['max_drop_db']} dB), so it is "
+            "not shipped (eval.json `int8`) |\n")
+
+
 def write_card(task: Task, pack: Path, record: dict) -> Path:
     missing = [k for k in ("training", "export", "protocol", "metrics", "goals", "timing", "data")
                if k not in record]
@@ -147,7 +162,7 @@ overlap {e['overlap']} px).
 | network | `unet.onnx`, {e['onnx_bytes'] / 2**20:.2f} MiB, opset {e['opset']}; `sample` [B,6,H,W] f32 + `timestep` [B] i64 → `out_sample` [B,3,H,W] |
 | sampler | Resfusion, T = 12 truncated to 5 steps, resnoise prediction |
 | speed | {timing['onnxruntime_ms_per_call']:.0f} ms per network call at {timing['call_size']} (onnxruntime CPU, {timing['threads']} threads, timed during the evaluation on a shared machine) |
-| licence | MIT for the weights and recipe; training photos under their own licences (below) |
+{_int8_row(record)}| licence | MIT for the weights and recipe; training photos under their own licences (below) |
 
 ## Results on held-out photos
 

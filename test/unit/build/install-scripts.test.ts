@@ -33,8 +33,13 @@ const REVIEWED: Record<string, { version: string; why: string }> = {
     why: 'downloads the CUDA execution provider on Linux x64 (skipped with ONNXRUNTIME_NODE_INSTALL=skip)',
   },
 };
-/** Denied: electron-builder's Squirrel.Windows helper, unused (Windows ships as NSIS). */
-const DENIED = ['electron-winstaller'];
+/**
+ * Denied: electron-builder's Squirrel.Windows helper, unused (Windows ships as NSIS); and
+ * msgpackr-extract (through bullmq → msgpackr), whose script only compiles the native decoder with
+ * node-gyp when no prebuilt @msgpackr-extract/* package fits — msgpackr loads a prebuilt one at
+ * run time without it, and falls back to plain JavaScript otherwise.
+ */
+const DENIED = ['electron-winstaller', 'msgpackr-extract'];
 
 const withScripts = Object.entries(lock.packages)
   .filter(([key, entry]) => key !== '' && entry.hasInstallScript === true)

@@ -256,7 +256,11 @@ describe('model card markdown', () => {
         { network: 'textEncoder', precision: 'fp32', inputs: [{ name: 1 }], outputs: 'x' },
       ]),
     ).toEqual([
-      { network: 'unet', precision: 'fp16', io: 'sample float16, timestep int64 → out_sample float16' },
+      {
+        network: 'unet',
+        precision: 'fp16',
+        io: 'sample float16, timestep int64 → out_sample float16',
+      },
       { network: 'textEncoder', precision: 'fp32', io: ' → ' },
     ]);
     expect(networkRows(undefined)).toEqual([]);
