@@ -24,6 +24,7 @@ import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { loadAverage, machineInfo } from './machine.mjs';
 
 const here = fileURLToPath(import.meta.url);
 const root = path.resolve(path.dirname(here), '..');
@@ -237,7 +238,6 @@ const median = (values) => {
 };
 const round = (v, digits = 3) =>
   typeof v === 'number' && Number.isFinite(v) ? Number(v.toFixed(digits)) : (v ?? null);
-const loadAverage = () => os.loadavg().map((v) => round(v, 2));
 const started = performance.now();
 const work = await mkdtemp(path.join(os.tmpdir(), 'retrace-full-size-'));
 
@@ -565,17 +565,7 @@ const summary = {
     firstCall:
       'the first generation after the sessions opened (onnxruntime allocates its arenas), median over the side’s processes, not in the per-image medians',
   },
-  machine: {
-    cpus: os.cpus().length,
-    model: os.cpus()[0]?.model,
-    memoryGiB: round(os.totalmem() / 2 ** 30, 1),
-    platform: `${process.platform}-${process.arch}`,
-    node: process.version,
-    onnxruntimeNode: JSON.parse(
-      await readFile(path.join(root, 'node_modules/onnxruntime-node/package.json'), 'utf8'),
-    ).version,
-    loadAverageAtStart: loadAverage(),
-  },
+  machine: await machineInfo(root),
   fixture: JSON.parse(
     await readFile(path.join(folders.fp32, 'fixture.json'), 'utf8').catch(() => '{}'),
   ),

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import sharp from 'sharp';
+import { loadAverage, machineInfo } from './machine.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { Engine } = await import(path.join(root, 'dist/electron/engine/engine.js'));
@@ -137,7 +138,6 @@ const packs = (await engine.listPacks()).filter((p) => p.ok);
 const has = (id) => packs.some((p) => p.id === id);
 const tinySd = path.join(root, 'test/fixtures/tiny-sd');
 const restoreFixture = path.join(root, 'test/fixtures/restore-pack');
-const loadAverage = () => os.loadavg().map((v) => round(v, 2));
 
 const summary = {
   engineOverheadPct: null,
@@ -160,17 +160,7 @@ const summary = {
   },
   details: {},
   skipped: {},
-  machine: {
-    cpus: os.cpus().length,
-    model: os.cpus()[0]?.model,
-    memoryGiB: round(os.totalmem() / 2 ** 30, 1),
-    platform: `${process.platform}-${process.arch}`,
-    node: process.version,
-    onnxruntimeNode: JSON.parse(
-      await readFile(path.join(root, 'node_modules/onnxruntime-node/package.json'), 'utf8'),
-    ).version,
-    loadAverageAtStart: loadAverage(),
-  },
+  machine: await machineInfo(root),
   repeats,
   threads: threads === 0 ? 'onnxruntime default (one per core)' : threads,
   compareThreads,

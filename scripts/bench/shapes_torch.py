@@ -59,7 +59,11 @@ def main() -> int:
 
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_file():
-        print(json.dumps({"skipped": f"no PyTorch checkpoint at {checkpoint} "
+        # Named from the repository root, so no machine's absolute path ends up in the results.
+        root = Path(__file__).resolve().parents[2]
+        resolved = checkpoint.resolve()
+        shown = resolved.relative_to(root) if resolved.is_relative_to(root) else checkpoint
+        print(json.dumps({"skipped": f"no PyTorch checkpoint at {shown} "
                                      "(train it with `python -m shapes` in models/factory)"}))
         return 0
     try:
