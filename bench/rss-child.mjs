@@ -1,4 +1,5 @@
-// Child process of `npm run bench`: restores one photo with tiling and reports its own peak RSS.
+// Child process of `npm run bench`: restores one photo with tiling and reports its own peak RSS
+// and the tile plan it used (TILE left out or empty: the memory budget's plan).
 // Runs alone so that the figure is this restore's memory, not the bench's (which holds other
 // models and buffers). Prints one JSON line on stdout.
 import path from 'node:path';
@@ -18,6 +19,17 @@ const engine = new Engine({
 });
 const model = await engine.model(pack);
 await model.warm();
+const { restoreTilePlan } = await import(
+  path.join(root, 'dist/electron/engine/pipelines/restore.js')
+);
+const { default: sharp } = await import('sharp');
+const header = await sharp(input).metadata();
+const plan = restoreTilePlan(
+  model,
+  header.width,
+  header.height,
+  tile ? { tile: Number(tile) } : {},
+);
 // RSS before the photo: Node, sharp, onnxruntime and the session, for the table.
 const baselineMiB = process.memoryUsage().rss / 2 ** 20;
 const started = performance.now();
@@ -41,5 +53,6 @@ console.log(
     status: item?.status,
     error: item?.error,
     networkCalls,
+    plan,
   }),
 );

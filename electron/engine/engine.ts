@@ -19,6 +19,7 @@ import {
   type RoundtripParams,
 } from '../contract/jobs.js';
 import { RetraceError } from './errors.js';
+import { measureWork, WorkProgress } from './jobs/work.js';
 import {
   checkInversionFor,
   readInversion,
@@ -41,6 +42,7 @@ import {
 } from './images/io.js';
 import {
   collectInputs,
+  exists,
   fileSeed,
   runBatch,
   type BatchInput,
@@ -65,7 +67,7 @@ import {
   writePhoto,
 } from './images/photo.js';
 import { AUTO_MASK_DEFAULTS, autoMask } from './pipelines/automask.js';
-import { ENGINE_DEFAULTS } from './pipelines/common.js';
+import { ENGINE_DEFAULTS, scheduleOf } from './pipelines/common.js';
 import {
   changeOf,
   editFromInversion,
@@ -84,8 +86,9 @@ import {
   type ModelImage,
 } from './pipelines/invert.js';
 import { DiffusionModel, type RuntimeRecord } from './pipelines/model.js';
-import { restoreImage } from './pipelines/restore.js';
-import type { RunOptions } from './progress.js';
+import { restoreImage, restoreTilePlan } from './pipelines/restore.js';
+import { scheduleLength } from './schedulers/schedule.js';
+import type { ProgressEvent, RunOptions } from './progress.js';
 import { providerPlan, type PassedOver, type ProviderPreference } from './runtime/session.js';
 import { maxAbsDiff } from './runtime/tensors.js';
 
@@ -249,6 +252,22 @@ function formatFromFile(file: string): ImageFormat {
 
 function toModelImage(image: RgbImage): ModelImage {
   return { chw: toModelInput32(image), width: image.width, height: image.height };
+}
+
+/** The same as `toModelImage`, reusing the image's planes (the image is consumed). */
+function toModelImageInPlace(image: RgbImage): ModelImage {
+  const chw = image.data;
+  for (let i = 0; i < chw.length; i++) chw[i] = 2 * (chw[i] as number) - 1;
+  return { chw, width: image.width, height: image.height };
+}
+
+/** [−1, 1] network output → [0, 1] written into `target` (clamped, NaN → 0), which it returns. */
+function fromModelOutputInto(target: Float32Array, data: Float32Array): Float32Array {
+  for (let i = 0; i < target.length; i++) {
+    const v = ((data[i] as number) + 1) / 2;
+    target[i] = v > 0 ? (v < 1 ? v : 1) : 0;
+  }
+  return target;
 }
 
 function toRgb(image: ModelImage, alpha?: Float32Array): RgbImage {
@@ -1052,9 +1071,11 @@ export class Engine {
     const stages: BatchStages<RgbImage, RgbImage> = {
       load: (input) => readImage(input.file),
       process: async (image, input, signal) => {
+        // The decoded planes become the network's input in place, and later hold the output:
+        // a 24 MP photo costs one set of Float32 planes here, not three (RESTORE_MEMORY).
         const restored = await restoreImage(
           model,
-          toModelImage(image),
+          toModelImageInPlace(image),
           {
             seed: fileSeed(params.seed, input.relative),
             ...(params.tile !== undefined ? { tile: params.tile } : {}),
@@ -1067,9 +1088,14 @@ export class Engine {
             onProgress: (e) => run.onProgress?.({ ...e, detail: input.relative }),
           },
         );
-        const out = toRgb(restored.image, image.alpha);
-        out.meta = { ...image.meta };
-        return out;
+        const out = fromModelOutputInto(image.data, restored.image.chw);
+        return {
+          width: image.width,
+          height: image.height,
+          data: out,
+          ...(image.alpha ? { alpha: image.alpha } : {}),
+          meta: { ...image.meta },
+        };
       },
       save: async (image, output, input) => {
         await mkdir(path.dirname(output), { recursive: true });
@@ -1095,18 +1121,38 @@ export class Engine {
       reportExtra?: Record<string, unknown>;
     } = {},
   ): Promise<RestoreResult> {
-    const plan = await this.restorePlan(p, run);
+    // Progress counts network calls over the folder (sized from the headers, see jobs/work.ts),
+    // so the ETA follows the restore's real speed whatever the mix of photo sizes.
+    let progress: WorkProgress | undefined;
+    const plan = await this.restorePlan(p, {
+      ...(run.signal ? { signal: run.signal } : {}),
+      ...(run.onProgress ? { onProgress: (e: ProgressEvent) => progress?.update(e) } : {}),
+    });
     const { params, model, outputDir, outputName } = plan;
     const found = await collectInputs(params.inputs, params.recursive);
     const inputs = run.select ? found.filter(run.select) : found;
     await mkdir(outputDir, { recursive: true });
     const started = new Date();
+    if (run.onProgress) {
+      const steps = scheduleLength(scheduleOf(model));
+      const output = (input: BatchInput) =>
+        path.join(
+          outputDir,
+          ...(outputName ? outputName(input.relative) : input.relative).split('/'),
+        );
+      const work = await measureWork(
+        inputs,
+        (width, height) => restoreTilePlan(model, width, height, params).tiles * steps,
+        async (input) => params.skipExisting && (await exists(output(input))),
+      );
+      progress = new WorkProgress(work, run.onProgress);
+    }
     const result = await runBatch<RgbImage, RgbImage>(inputs, plan.stages, {
       outputDir,
       skipExisting: params.skipExisting,
       ...(outputName ? { outputName } : {}),
       ...(run.signal ? { signal: run.signal } : {}),
-      ...(run.onProgress ? { onProgress: run.onProgress } : {}),
+      ...(progress ? { onProgress: (e: ProgressEvent) => progress?.update(e) } : {}),
       ...(run.onItem ? { onItem: run.onItem } : {}),
     });
     const report = path.resolve(params.report ?? path.join(outputDir, 'retrace-report.json'));

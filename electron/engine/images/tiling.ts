@@ -15,6 +15,8 @@ export interface Tile {
 export interface TilePlanOptions {
   /** Side of a full tile; a multiple of `multiple`. */
   tile: number;
+  /** Height of a full tile when it differs from its width (`tile`); a multiple of `multiple`. */
+  tileHeight?: number;
   /** Minimum number of pixels neighbouring tiles share. */
   overlap: number;
   /** Tile sizes and positions are multiples of this when the image's sides are. */
@@ -48,30 +50,133 @@ function axisStarts(length: number, tile: number, stride: number): number[] {
  */
 export function planTiles(width: number, height: number, options: TilePlanOptions): Tile[] {
   const { tile, overlap, multiple } = options;
+  const tileH = options.tileHeight ?? tile;
   requireInteger('image width', width, 1);
   requireInteger('image height', height, 1);
   requireInteger('multiple', multiple, 1);
   requireInteger('tile', tile, multiple);
+  requireInteger('tile height', tileH, multiple);
   requireInteger('overlap', overlap, 0);
-  if (tile % multiple !== 0) {
-    throw new RetraceError('BAD_INPUT', `tile ${tile} must be a multiple of ${multiple}`);
-  }
-  const stride = Math.floor((tile - overlap) / multiple) * multiple;
-  if (stride < 1) {
-    throw new RetraceError(
-      'BAD_INPUT',
-      `overlap ${overlap} leaves no stride for tile ${tile} at multiples of ${multiple}`,
-    );
-  }
+  const stride = (side: number) => {
+    if (side % multiple !== 0) {
+      throw new RetraceError('BAD_INPUT', `tile ${side} must be a multiple of ${multiple}`);
+    }
+    const s = Math.floor((side - overlap) / multiple) * multiple;
+    if (s < 1) {
+      throw new RetraceError(
+        'BAD_INPUT',
+        `overlap ${overlap} leaves no stride for tile ${side} at multiples of ${multiple}`,
+      );
+    }
+    return s;
+  };
+  const strideX = stride(tile);
+  const strideY = stride(tileH);
   const tileWidth = Math.min(tile, width);
-  const tileHeight = Math.min(tile, height);
+  const tileHeight = Math.min(tileH, height);
   const tiles: Tile[] = [];
-  for (const y of axisStarts(height, tile, stride)) {
-    for (const x of axisStarts(width, tile, stride)) {
+  for (const y of axisStarts(height, tileH, strideY)) {
+    for (const x of axisStarts(width, tile, strideX)) {
       tiles.push({ x, y, width: tileWidth, height: tileHeight });
     }
   }
   return tiles;
+}
+
+/** What a restore's memory is made of, for choosing its tiles (see `chooseTiles`). */
+export interface MemoryModel {
+  /** The whole process may use at most this many bytes. */
+  budgetBytes: number;
+  /** Node, sharp, onnxruntime and the loaded network before any photo. */
+  baseBytes: number;
+  /** Per pixel of the photo: its decoded planes, the blender's planes, the encoded output. */
+  imageBytesPerPixel: number;
+  /** Per pixel of one tile: the network's activations and the sampler's tile buffers. */
+  networkBytesPerPixel: number;
+}
+
+export interface TileChoice {
+  tileWidth: number;
+  tileHeight: number;
+  overlap: number;
+  tiles: number;
+  /** Pixels the network computes ÷ pixels of the photo (1 for one tile). */
+  computedRatio: number;
+  /** Why this plan: 'one tile', 'memory budget' or 'smallest tile' (when even that is over). */
+  reason: 'one tile' | 'memory budget' | 'smallest tile';
+}
+
+/** The smallest tile side that covers `length` in `n` tiles overlapping by `overlap`. */
+function sideFor(length: number, n: number, overlap: number, multiple: number): number {
+  if (n === 1) return length;
+  const side = Math.ceil((length - overlap) / n) + overlap;
+  return Math.min(length, Math.ceil(side / multiple) * multiple);
+}
+
+/**
+ * Tiles for a `width` × `height` photo (multiples of `multiple`) that keep the process inside
+ * `memory.budgetBytes` and make the network compute as few pixels as possible: the whole photo
+ * in one tile when it fits, otherwise the tile width and height (independently, each split evenly
+ * along its axis) whose plan computes the fewest pixels among those that fit, never smaller
+ * than `minTile` (the pack's training tile) and never larger than `maxTilePixels`. The choice
+ * depends only on the sizes and the model, not on the machine's free memory, so every machine
+ * makes the same plan and restores a photo to the same bytes.
+ */
+export function chooseTiles(
+  width: number,
+  height: number,
+  options: {
+    multiple: number;
+    overlap: number;
+    minTile: number;
+    maxTilePixels: number;
+    memory: MemoryModel;
+  },
+): TileChoice {
+  const { multiple, overlap, minTile, maxTilePixels, memory } = options;
+  requireInteger('image width', width, 1);
+  requireInteger('image height', height, 1);
+  requireInteger('min tile', minTile, multiple);
+  const free = memory.budgetBytes - memory.baseBytes - memory.imageBytesPerPixel * width * height;
+  const maxPixels = Math.min(maxTilePixels, Math.floor(free / memory.networkBytesPerPixel));
+  const evaluate = (tw: number, th: number, reason: TileChoice['reason']): TileChoice => {
+    const tiles = planTiles(width, height, { tile: tw, tileHeight: th, overlap, multiple });
+    const first = tiles[0] as Tile;
+    return {
+      tileWidth: first.width,
+      tileHeight: first.height,
+      overlap,
+      tiles: tiles.length,
+      computedRatio: (tiles.length * first.width * first.height) / (width * height),
+      reason,
+    };
+  };
+  if (width * height <= maxPixels) return evaluate(width, height, 'one tile');
+  let best: TileChoice | undefined;
+  const small = Math.min(minTile, width, height);
+  for (let nx = 1; nx <= Math.ceil(width / Math.max(1, small - overlap)) + 1; nx++) {
+    const tw = sideFor(width, nx, overlap, multiple);
+    if (tw < Math.min(minTile, width)) break;
+    // At this width, the fewest rows whose tiles fit (more rows only add overlap to compute).
+    for (let ny = 1; ny <= Math.ceil(height / Math.max(1, small - overlap)) + 1; ny++) {
+      const th = sideFor(height, ny, overlap, multiple);
+      if (th < Math.min(minTile, height)) break;
+      if (tw * th > maxPixels || tw - overlap < multiple || th - overlap < multiple) continue;
+      const choice = evaluate(tw, th, 'memory budget');
+      const cost = choice.computedRatio;
+      if (
+        !best ||
+        cost < best.computedRatio - 1e-9 ||
+        (Math.abs(cost - best.computedRatio) <= 1e-9 && choice.tiles < best.tiles)
+      ) {
+        best = choice;
+      }
+      break;
+    }
+  }
+  if (best) return best;
+  const side = Math.min(minTile, Math.max(width, height));
+  return evaluate(Math.min(side, width), Math.min(side, height), 'smallest tile');
 }
 
 /**

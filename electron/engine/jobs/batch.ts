@@ -169,7 +169,7 @@ export async function removePartialFiles(dir: string): Promise<number> {
   return removed;
 }
 
-async function exists(file: string): Promise<boolean> {
+export async function exists(file: string): Promise<boolean> {
   try {
     return (await stat(file)).isFile();
   } catch {

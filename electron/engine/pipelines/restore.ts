@@ -1,9 +1,19 @@
 // Resfusion restoration of one photo (ALGORITHMS.md §3): pad to the pack's multiple, cut into
 // overlapping tiles when the photo is large, run the T'-step sampler on each tile with noise drawn
 // from one pixel-indexed field (so overlaps agree), blend with feathered weights, crop back.
-// Memory stays bounded by the tile size for the networks and by a few image planes for the rest.
+// Memory stays bounded by the tile size for the networks and by a few image planes for the rest;
+// the tiles are chosen from a fixed memory budget (`chooseTiles`): one tile when the photo fits,
+// otherwise the tile shape that computes the fewest pixels within it.
 import { RetraceError, throwIfAborted } from '../errors.js';
-import { cropTile, featherWeight, fieldNoise, planTiles, TileBlender } from '../images/tiling.js';
+import {
+  chooseTiles,
+  cropTile,
+  featherWeight,
+  fieldNoise,
+  planTiles,
+  TileBlender,
+  type MemoryModel,
+} from '../images/tiling.js';
 import type { RunOptions } from '../progress.js';
 import { GaussianField } from '../runtime/rng.js';
 import { restoreResfusion } from '../schedulers/resfusion.js';
@@ -12,12 +22,29 @@ import { requireTask, scheduleOf, secondsSince } from './common.js';
 import type { ModelImage } from './invert.js';
 import type { DiffusionModel } from './model.js';
 
-/** Tile side and overlap when the pack does not say. */
+/** Smallest tile side and the overlap when the pack does not say. */
 const DEFAULT_TILE = 256;
 const DEFAULT_OVERLAP = 32;
+/** Largest tile: one network call stays a few seconds on a CPU (cancel and progress stay live). */
+const MAX_TILE_PIXELS = 1024 * 1024;
+
+/**
+ * The memory a restore plans for (checked by bench/run.mjs, `restore 24 MP`): a 1.5 GiB process.
+ * Per photo pixel: its Float32 planes (12 B), the blender's mean and weight (16 B), the next
+ * file decoding meanwhile (12 B + its raw buffer) and the previous one encoding (≈ 4 B). Per tile
+ * pixel: onnxruntime's activations (≈ 1.5 KB for the Retrace restore networks, at any tile size)
+ * and the sampler's Float64 buffers.
+ */
+export const RESTORE_MEMORY: MemoryModel = {
+  budgetBytes: 1536 * 2 ** 20,
+  baseBytes: 192 * 2 ** 20,
+  imageBytesPerPixel: 48,
+  networkBytesPerPixel: 2048,
+};
 
 export interface RestoreOptions {
   seed: number;
+  /** Square tiles of this side (the memory budget's plan when left out). */
   tile?: number;
   overlap?: number;
   /** Must equal the pack's step count when given: a Resfusion pack restores in exactly T' steps. */
@@ -30,7 +57,65 @@ export interface RestoreOutput {
   image: ModelImage;
   nfe: number;
   tiles: number;
+  /** The tile plan used: tile size, overlap, tile count and why. */
+  plan: TilePlan;
   seconds: number;
+}
+
+export interface TilePlan {
+  tileWidth: number;
+  tileHeight: number;
+  overlap: number;
+  tiles: number;
+  /** Pixels the network computes ÷ pixels of the (padded) photo. */
+  computedRatio: number;
+  reason: 'one tile' | 'memory budget' | 'smallest tile' | 'asked';
+}
+
+/**
+ * The tile plan `restoreImage` uses for a photo of `width` × `height` with this pack and these
+ * options (the CLI and the batch progress use it to size the work before running).
+ */
+export function restoreTilePlan(
+  model: Pick<DiffusionModel, 'manifest'>,
+  width: number,
+  height: number,
+  options: { tile?: number | undefined; overlap?: number | undefined } = {},
+): TilePlan {
+  const spec = model.manifest.restoration;
+  const multiple = model.manifest.resolution.multipleOf;
+  const minTile = options.tile ?? spec?.tile ?? DEFAULT_TILE;
+  const overlap = options.overlap ?? spec?.overlap ?? DEFAULT_OVERLAP;
+  if (minTile % multiple !== 0 || minTile < multiple) {
+    throw new RetraceError('BAD_INPUT', `tile ${minTile} must be a multiple of ${multiple}`);
+  }
+  if (overlap >= minTile) {
+    throw new RetraceError(
+      'BAD_INPUT',
+      `overlap ${overlap} must be smaller than the tile ${minTile}`,
+    );
+  }
+  const w = Math.ceil(width / multiple) * multiple;
+  const h = Math.ceil(height / multiple) * multiple;
+  if (options.tile === undefined) {
+    return chooseTiles(w, h, {
+      multiple,
+      overlap,
+      minTile,
+      maxTilePixels: MAX_TILE_PIXELS,
+      memory: RESTORE_MEMORY,
+    });
+  }
+  const tiles = planTiles(w, h, { tile: options.tile, overlap, multiple });
+  const first = tiles[0] as { width: number; height: number };
+  return {
+    tileWidth: first.width,
+    tileHeight: first.height,
+    overlap,
+    tiles: tiles.length,
+    computedRatio: (tiles.length * first.width * first.height) / (w * h),
+    reason: 'asked',
+  };
 }
 
 /** Reflect-pads a [3, H, W] image on the right and bottom to `width` × `height`. */
@@ -90,22 +175,18 @@ export async function restoreImage(
   }
   const spec = model.manifest.restoration;
   const multiple = model.manifest.resolution.multipleOf;
-  const tileSide = options.tile ?? spec?.tile ?? DEFAULT_TILE;
-  const overlap = options.overlap ?? spec?.overlap ?? DEFAULT_OVERLAP;
-  if (tileSide % multiple !== 0 || tileSide < multiple) {
-    throw new RetraceError('BAD_INPUT', `tile ${tileSide} must be a multiple of ${multiple}`);
-  }
-  if (overlap >= tileSide) {
-    throw new RetraceError(
-      'BAD_INPUT',
-      `overlap ${overlap} must be smaller than the tile ${tileSide}`,
-    );
-  }
+  const plan = restoreTilePlan(model, image.width, image.height, options);
+  const { overlap } = plan;
   const deterministic = options.deterministic ?? spec?.deterministic ?? false;
   const width = Math.ceil(image.width / multiple) * multiple;
   const height = Math.ceil(image.height / multiple) * multiple;
   const padded = reflectPad(image, width, height);
-  const tiles = planTiles(width, height, { tile: tileSide, overlap, multiple });
+  const tiles = planTiles(width, height, {
+    tile: plan.tileWidth,
+    tileHeight: plan.tileHeight,
+    overlap,
+    multiple,
+  });
   const blender = tiles.length > 1 ? new TileBlender(width, height, 3) : undefined;
   const field = new GaussianField(options.seed);
   let nfe = 0;
@@ -144,6 +225,7 @@ export async function restoreImage(
     image: { chw, width: image.width, height: image.height },
     nfe,
     tiles: tiles.length,
+    plan,
     seconds: secondsSince(started),
   };
 }

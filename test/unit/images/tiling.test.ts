@@ -8,11 +8,13 @@ import { describe, expect, it } from 'vitest';
 import { RetraceError } from '../../../electron/engine/errors.js';
 import { readImage } from '../../../electron/engine/images/io.js';
 import {
+  chooseTiles,
   cropTile,
   featherWeight,
   fieldNoise,
   planTiles,
   TileBlender,
+  type MemoryModel,
   type Tile,
 } from '../../../electron/engine/images/tiling.js';
 import { GaussianField } from '../../../electron/engine/runtime/rng.js';
@@ -106,6 +108,75 @@ describe('planTiles', () => {
       expect(() => planTiles(500, 500, options)).toThrow(RetraceError);
     }
     expect(() => planTiles(0, 10, { tile: 64, overlap: 8, multiple: 8 })).toThrow(/image width/);
+  });
+});
+
+describe('chooseTiles', () => {
+  const MiB = 2 ** 20;
+  const memory: MemoryModel = {
+    budgetBytes: 1536 * MiB,
+    baseBytes: 192 * MiB,
+    imageBytesPerPixel: 48,
+    networkBytesPerPixel: 2048,
+  };
+  const options = { multiple: 8, overlap: 32, minTile: 256, maxTilePixels: 1 << 20, memory };
+  const cost = (w: number, h: number, tw: number, th: number) => {
+    const tiles = planTiles(w, h, { tile: tw, tileHeight: th, overlap: 32, multiple: 8 });
+    return (tiles.length * tw * th) / (w * h);
+  };
+
+  it('uses one tile when the photo fits the budget', () => {
+    const c = chooseTiles(640, 480, options);
+    expect(c).toMatchObject({ tileWidth: 640, tileHeight: 480, tiles: 1, reason: 'one tile' });
+    expect(c.computedRatio).toBe(1);
+  });
+
+  it.each([
+    [1600, 1200],
+    [3000, 2000],
+    [6000, 4000],
+    [4000, 6000],
+  ])('%i×%i: stays in the budget and computes fewer pixels than square 256 tiles', (w, h) => {
+    const c = chooseTiles(w, h, options);
+    expect(c.reason).toBe('memory budget');
+    const used =
+      memory.baseBytes +
+      memory.imageBytesPerPixel * w * h +
+      memory.networkBytesPerPixel * c.tileWidth * c.tileHeight;
+    expect(used).toBeLessThanOrEqual(memory.budgetBytes);
+    expect(Math.min(c.tileWidth, c.tileHeight)).toBeGreaterThanOrEqual(256);
+    expect(c.computedRatio).toBeCloseTo(cost(w, h, c.tileWidth, c.tileHeight), 12);
+    expect(c.computedRatio).toBeLessThan(cost(w, h, 256, 256));
+    // No allowed shape on a grid of shapes beats it by more than 1 % of the photo.
+    let best = Infinity;
+    for (let tw = 256; tw <= w; tw += 8) {
+      for (let th = 256; th <= h; th += 8) {
+        const fits =
+          memory.baseBytes +
+            memory.imageBytesPerPixel * w * h +
+            memory.networkBytesPerPixel * tw * th <=
+            memory.budgetBytes && tw * th <= options.maxTilePixels;
+        if (fits && (tw + th) % 64 === 0) best = Math.min(best, cost(w, h, tw, th));
+      }
+    }
+    console.log(`${w}×${h}: chosen ${c.computedRatio.toFixed(4)}, best sampled ${best.toFixed(4)}`);
+    expect(c.computedRatio).toBeLessThanOrEqual(best + 0.01);
+  });
+
+  it('falls back to the smallest tile when the photo alone fills the budget', () => {
+    const c = chooseTiles(8000, 6000, options);
+    expect(c).toMatchObject({ tileWidth: 256, tileHeight: 256, reason: 'smallest tile' });
+  });
+
+  it('depends only on sizes and the memory model (the same plan on every machine)', () => {
+    expect(chooseTiles(6000, 4000, options)).toEqual(chooseTiles(6000, 4000, options));
+    const bigger = chooseTiles(6000, 4000, {
+      ...options,
+      memory: { ...memory, budgetBytes: 4096 * MiB },
+    });
+    expect(bigger.tileWidth * bigger.tileHeight).toBeGreaterThan(
+      chooseTiles(6000, 4000, options).tileWidth * chooseTiles(6000, 4000, options).tileHeight,
+    );
   });
 });
 
