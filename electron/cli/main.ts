@@ -457,7 +457,11 @@ function buildProgram(
     .option('--recursive', 'descend into sub-folders')
     .option('--skip-existing', 'skip inputs whose output exists (resume)')
     .option('--seed <s>', 'noise seed', intOption('--seed', 0, 2 ** 32 - 1), 0)
-    .option('--tile <n>', 'tile side in pixels for large photos', intOption('--tile', 16, 4096))
+    .option(
+      '--tile <n>',
+      'square tiles of this side (default: planned from a 1.5 GiB memory budget, one tile when the photo fits)',
+      intOption('--tile', 16, 4096),
+    )
     .option('--overlap <n>', 'tile overlap in pixels', intOption('--overlap', 0, 1024))
     .option(
       '--format <fmt>',

@@ -4,7 +4,8 @@ Run from models/factory (the npm script `models:restore` does: `npm run models:r
 denoise`). `--smoke` runs every stage on a tiny budget into the cache, never over the committed
 packs; `--only` runs some stages (comma-separated) and skips the rest. `eval` writes eval.json,
 the figure and MODEL_CARD.md; `int8` quantises unet.onnx for CPUs and ships unet.int8.onnx when
-it costs ≤ 0.1 dB (quantize.py); `card` alone rewrites MODEL_CARD.md from eval.json.
+it costs ≤ 0.1 dB (quantize.py); `card` alone rewrites MODEL_CARD.md from eval.json (with
+`--speed-from bench/results/summary.json`, first taking the engine's measured 24 MP speed).
 """
 from __future__ import annotations
 
@@ -40,6 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--run", type=Path, default=None, help="training run folder (default in cache)")
     p.add_argument("--out", type=Path, default=None, help="pack folder to write")
     p.add_argument("--vectors", type=Path, default=None, help="parity vector file to write")
+    p.add_argument("--speed-from", type=Path, default=None,
+                   help="with the card stage: take the engine's speed on a 24 MP photo from this "
+                   "`npm run bench` summary (bench/results/summary.json) into eval.json and the card")
     args = p.parse_args(argv)
     args.stages = [s.strip() for s in args.only.split(",") if s.strip()]
     bad = [s for s in args.stages if s not in STAGES]
@@ -152,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"no {eval_path}: run the eval stage first")
         record = json.loads(eval_path.read_text())
         record["goals"] = goals(task, record["metrics"], plan)  # the goals' rules may have changed
+        if args.speed_from is not None:
+            from .card import speed_record
+
+            record["speed"] = speed_record(task, json.loads(args.speed_from.read_text()),
+                                           args.speed_from)
         write_text_atomic(eval_path, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
         write_card(task, out, record)
         log(f"card: {out / 'MODEL_CARD.md'} written from {eval_path}")

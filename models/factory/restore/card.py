@@ -139,6 +139,44 @@ def _int8_row(record: dict) -> str:
             "not shipped (eval.json `int8`) |\n")
 
 
+def speed_record(task: Task, summary: dict, source: Path) -> dict:
+    """The engine's speed for this pack on a 24 MP photo, from an `npm run bench` summary."""
+    rows = (summary.get("details") or {}).get("restore24MP") or []
+    after = next((r for r in rows if r.get("pack") == task.pack_id
+                  and not str(r.get("plan", "")).startswith("before")), None)
+    if after is None:
+        raise SystemExit(f"{source}: no 24 MP restore of {task.pack_id} (details.restore24MP); "
+                         "run `npm run bench` with the real packs first")
+    before = next((r for r in rows if r.get("pack") == task.pack_id
+                   and str(r.get("plan", "")).startswith("before")), None)
+    machine = summary.get("machine") or {}
+    return {
+        "source": "npm run bench (bench/results/summary.json)",
+        "date": summary.get("date"),
+        "machine": f"{machine.get('cpus')} × {machine.get('model')}",
+        "width": after["width"], "height": after["height"],
+        "seconds": after["seconds"], "megapixels_per_second": after["megapixelsPerSecond"],
+        "tile": f"{after['tiles']} tiles of {after['tileWidth']}×{after['tileHeight']}",
+        "peak_rss_mib": after["peakRssMiB"],
+        **({"before_megapixels_per_second": before["megapixelsPerSecond"]} if before else {}),
+    }
+
+
+def _speed_row(record: dict) -> str:
+    s = record.get("speed")
+    if s:
+        before = (f"; {s['before_megapixels_per_second']} MP/s with the earlier square 256 px tiles"
+                  if "before_megapixels_per_second" in s else "")
+        return (f"| speed | a {s['width']}×{s['height']} photo in {s['seconds'] / 60:.1f} min = "
+                f"{s['megapixels_per_second']} MP/s on CPU ({s['machine']}, onnxruntime, "
+                f"{s['tile']}, peak RSS {s['peak_rss_mib']:.0f} MiB{before}; `npm run bench`, "
+                f"{str(s['date'])[:10]}) |\n")
+    t = record["timing"]
+    return (f"| speed | {t['onnxruntime_ms_per_call']:.0f} ms per network call at {t['call_size']} "
+            f"(onnxruntime CPU, {t['threads']} threads, timed during the evaluation on a shared "
+            "machine) |\n")
+
+
 def write_card(task: Task, pack: Path, record: dict) -> Path:
     missing = [k for k in ("training", "export", "protocol", "metrics", "goals", "timing", "data")
                if k not in record]
@@ -153,16 +191,15 @@ def write_card(task: Task, pack: Path, record: dict) -> Path:
     text = f"""# {task.title}{smoke}
 
 {task.summary} A Resfusion restoration network for Retrace: 5 network calls per image, pixel
-space, any size that is a multiple of 8 (the engine tiles large photos: tile {e['tile']} px,
-overlap {e['overlap']} px).
+space, any size that is a multiple of 8 (the engine tiles large photos within a 1.5 GiB
+memory budget: tiles of at least {e['tile']} px, overlap {e['overlap']} px).
 
 | | |
 |---|---|
 | pack id | `{record['pack']}` |
 | network | `unet.onnx`, {e['onnx_bytes'] / 2**20:.2f} MiB, opset {e['opset']}; `sample` [B,6,H,W] f32 + `timestep` [B] i64 → `out_sample` [B,3,H,W] |
 | sampler | Resfusion, T = 12 truncated to 5 steps, resnoise prediction |
-| speed | {timing['onnxruntime_ms_per_call']:.0f} ms per network call at {timing['call_size']} (onnxruntime CPU, {timing['threads']} threads, timed during the evaluation on a shared machine) |
-{_int8_row(record)}| licence | MIT for the weights and recipe; training photos under their own licences (below) |
+{_speed_row(record)}{_int8_row(record)}| licence | MIT for the weights and recipe; training photos under their own licences (below) |
 
 ## Results on held-out photos
 

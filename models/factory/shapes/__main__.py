@@ -2,6 +2,7 @@
 
 Run from models/factory (`npm run models:shapes`). `--smoke` runs every stage on a tiny budget
 into `.cache/shapes/smoke/`, never over the committed packs; `--only base,export` runs some stages.
+`--rl-sanity` runs only the CPU RL check of issue 12 (`shapes/rl/sanity.py`).
 Each stage reads what the previous ones left in the cache, so stages can run on different machines
 (the base on a GPU, export and card here).
 """
@@ -24,6 +25,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", default=",".join(STAGES),
                    help=f"stages to run, comma-separated, from {', '.join(STAGES)} (default: all)")
     p.add_argument("--cache", type=Path, default=None, help="cache folder (default models/factory/.cache/shapes)")
+    p.add_argument("--rl-sanity", action="store_true",
+                   help="only the CPU RL sanity check (issue 12): DDPO and B² on the one-object "
+                        "prompts from the shapes-base pack, into <cache>/rl-sanity/")
     args = p.parse_args(argv)
     args.stages = [s.strip() for s in args.only.split(",") if s.strip()]
     bad = [s for s in args.stages if s not in STAGES]
@@ -48,9 +52,16 @@ class Paths:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from common.device import describe, seed_everything, select_device
-
     from . import config
+
+    if args.rl_sanity:
+        from .rl.sanity import DEFAULT, run_sanity
+
+        t_start = time.time()
+        run_sanity((args.cache or config.CACHE) / "rl-sanity", DEFAULT,
+                   lambda msg: print(f"[{time.time() - t_start:7.1f}s] {msg}", flush=True))
+        return 0
+    from common.device import describe, seed_everything, select_device
 
     paths = Paths(args.cache or config.CACHE, args.smoke)
     device = select_device(args.device)

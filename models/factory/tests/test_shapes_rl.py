@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -236,3 +237,175 @@ def test_summary_compares_at_equal_queries_and_checks_the_goals(tmp_path):
     assert g["b2_diversity_ratio"] == pytest.approx(0.95) and g["b2_diversity_met"]
     assert s["export"]["b2"] == "b2-seed0/model.pt"  # chosen on seen prompts, not held-out
     assert json.loads((tmp_path / "summary.json").read_text())["goals"] == g
+
+
+# ---------------------------------------------------------------- issue 12: the CPU sanity check
+
+def test_one_step_toy_positive_advantage_moves_the_mean_toward_the_sample_negative_away():
+    # The policy's step with ε itself as the parameter θ: μ(θ) = c_x·z + c_ε·θ is linear, so one
+    # SGD step on the PPO loss at ρ = 1 (−A·∇log π) moves μ exactly along x − μ:
+    #   μ' − μ = k·(x − μ),  k = lr·A·c_ε² / (σ²·N)  (N elements, log π averaged over them).
+    # float64 throughout: each side is a handful of roundings of values <= ~5, so they agree to
+    # ~10·2^-53·5 ≈ 6e-15; atol 1e-12 only leaves room for that.
+    from shapes.model import scaled_linear_alphas_cumprod
+
+    grid = make_grid(scaled_linear_alphas_cumprod(), 20)
+    i = 6
+    a, p, sig = grid.alpha_bar[i:i + 1], grid.alpha_bar_prev[i:i + 1], grid.sigma(1.0)[i:i + 1]
+    gen = torch.Generator().manual_seed(0)
+    z, theta, noise = (torch.randn((1, 4, 16, 16), generator=gen, dtype=torch.float64) for _ in range(3))
+    x, old = ddim_step(z, theta, a, p, sig, noise=noise)
+    mean0 = x - sig.item() * noise
+    n = x.numel()
+    c_eps = float(torch.sqrt(1 - p - sig**2) - torch.sqrt(p) * torch.sqrt(1 - a) / torch.sqrt(a))
+    lr = 0.2 * sig.item() ** 2 * n / c_eps**2  # k = ±0.2
+    for adv in (1.0, -1.0):
+        th = theta.clone().requires_grad_(True)
+        _, lp = ddim_step(z, th, a, p, sig, prev_sample=x)
+        assert abs(float(lp - old)) < 1e-12  # ρ = 1: the same bits up to float64 rounding
+        ppo_clip_loss(lp, old, torch.tensor([adv], dtype=torch.float64), clip=0.1).backward()
+        with torch.no_grad():
+            new_mean, _ = ddim_step(z, th - lr * th.grad, a, p, sig, noise=torch.zeros_like(z))
+        k = lr * adv * c_eps**2 / (sig.item() ** 2 * n)
+        assert k == pytest.approx(0.2 * adv, rel=1e-12)
+        assert torch.allclose(new_mean - mean0, k * (x - mean0), rtol=0, atol=1e-12)
+        before, after = float((x - mean0).norm()), float((x - new_mean).norm())
+        assert (after < before) if adv > 0 else (after > before)
+
+
+def test_trainer_recomputes_the_sampling_log_probs_in_float32_for_both_guided_branches(model):
+    # The sanity trainer's own path (ppo_update) with lr 0: every minibatch sees the sampling
+    # weights, recomputed in micro-batches of other shapes than the sampler's (branched, batch 6
+    # at the trunk and 12 after; here 5 pairs per micro-batch). float32 ε of one input differs
+    # between batch shapes by a few ulps of its accumulations (~1e-6 relative), times ≤ 1 + 2g =
+    # 7 through guidance; in log π that is |n|·|c_ε|·δε/σ per element, ≲ 4·1·7e-6/0.05 ≈ 6e-4 in
+    # the worst element, and the mean over 1024 elements of such signed terms is far smaller.
+    # 1e-4, DDPO's clip range, is the line: above it the clip would act on rounding noise.
+    from shapes.rl.sanity import TINY, Method, ppo_update, trained_steps
+
+    grid = make_grid(model.alphas_cumprod, 6)
+    with torch.no_grad():
+        cond = model.encode_text(model.tokenize(["a red circle", "a blue square"]))
+        uncond = model.encode_text(model.tokenize([""]))
+    gen = torch.Generator().manual_seed(1)
+    traj = sample(model, grid, cond, uncond, 3.0, 1.0, gen, branch_at=1, branches=6)
+    params = list(model.unet.parameters())
+    flags = [p.requires_grad for p in params]
+    opt = torch.optim.SGD(params, lr=0.0)
+    steps = trained_steps(grid, 1, 0)
+    assert steps == [1, 2, 3, 4]  # σ = 0 at the last step: never trained
+    cfg = replace(TINY, micro_pairs=5 * len(steps), samples_per_step=5, guidance=3.0, kl_stop=1.0,
+                  pairs_per_row=None)
+    with torch.enable_grad():
+        for p in params:
+            p.requires_grad_(True)
+        try:
+            stats = ppo_update(model, params, opt, grid, traj, cond, uncond, np.arange(12),
+                               np.linspace(-1, 1, 12), steps, Method("x", lr=0.0, clip=1e-4),
+                               cfg, np.random.default_rng(0))
+        finally:
+            for p, flag in zip(params, flags):
+                p.requires_grad_(flag)
+    assert stats["updates"] == 3 and not stats["kl_stopped"]
+    assert stats["ratio_dev0"] < 1e-4
+    assert stats["approx_kl_max"] < 0.5 * 1e-4**2  # every pair's |log ρ| below 1e-4 on average
+
+
+def test_group_z_and_trained_steps():
+    from shapes.model import scaled_linear_alphas_cumprod
+    from shapes.rl.sanity import group_z, trained_steps
+
+    r = np.array([1, 0, 0, 1, 1, 1, 0.0])
+    g = np.array([0, 0, 0, 1, 1, 1, 2])
+    z = group_z(r, g)
+    s = np.std([1, 0, 0], ddof=1)
+    # float64 statistics of three values: ~1e-16; rel 1e-12 is slack only.
+    assert z[:3] == pytest.approx([(1 - 1 / 3) / s, -1 / 3 / s, -1 / 3 / s], rel=1e-12)
+    assert np.all(z[3:] == 0)  # no spread, or a group of one: no signal
+    grid = make_grid(scaled_linear_alphas_cumprod(), 20)
+    steps = trained_steps(grid, 0, 100)
+    assert [int(grid.timesteps[i]) for i in steps] == list(range(950, 99, -50))
+    assert trained_steps(grid, 2, 100)[0] == 2 and int(grid.timesteps[2]) == 850
+
+
+def test_pack_rebuild_matches_onnxruntime():
+    pytest.importorskip("onnxruntime")
+    from shapes import config
+    from shapes.rl.rebuild import model_from_pack, pack_parity
+
+    pack = config.PACKS / "shapes-base"
+    if not (pack / "unet.onnx").is_file():
+        pytest.skip("shapes-base pack not present")
+    model = model_from_pack(pack)
+    # Export tolerance per graph (export.GRAPH_TOLERANCE); the rebuilt weights are the exported
+    # float32 values, so only kernel rounding remains (measured ~2e-6).
+    assert max(pack_parity(model, pack).values()) < 1e-4
+
+
+def test_rl_sanity_end_to_end_on_a_tiny_budget_and_resumes(tmp_path, capsys):
+    import json
+
+    from shapes.model import save_model, tiny_model
+    from shapes.rl import sanity
+
+    base = save_model(tiny_model(seed=2), tmp_path / "tiny.pt")
+    out = tmp_path / "sanity"
+    logs: list[str] = []
+    # Two worker processes, as `python -m shapes --rl-sanity` runs it.
+    result = sanity.run_sanity(out, sanity.TINY, logs.append, base=base, parallel=True)
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(line["rl_sanity"]["eta1"]) == {"base", "ddpo", "b2"}
+    assert result["eval_images"] == 24 and result["curve_images"] == 12
+    for m in ("ddpo", "b2"):
+        curve = result["curves"][m]
+        assert [c["queries"] for c in curve] == [0, 24, 36]
+        assert (out / m / "history.json").is_file() and (out / m / "unet.pt").is_file()
+        assert result["max_ratio_dev0"][m] < 1e-4
+    assert json.loads((out / "curves.json").read_text()).keys() == {"images_per_point", "ddpo", "b2"}
+    # A second start (in process) finds every run finished: nothing is trained again, the same
+    # numbers.
+    before = json.loads((out / "ddpo" / "history.json").read_text())
+    again = sanity.run_sanity(out, sanity.TINY, logs.append, base=base, parallel=False)
+    assert any("resumed at round 3" in m for m in logs)
+    assert json.loads((out / "ddpo" / "history.json").read_text())["rounds"] == before["rounds"]
+    assert again["alignment"] == result["alignment"]
+    # Changing one method's settings restarts that run only (and not the base evaluation).
+    logs.clear()
+    changed = replace(sanity.TINY, b2=replace(sanity.TINY.b2, lr=2e-5))
+    sanity.run_sanity(out, changed, logs.append, base=base, parallel=False)
+    assert any("ddpo: resumed at round 3" in m for m in logs)
+    assert any("b2: saved state is for another config" in m for m in logs)
+    assert not any(m.startswith("base eval") for m in logs)
+
+
+def test_numpy_matmul_gives_torchs_products_and_gradients(model, float64):
+    # In float64 both BLAS paths round sums of <= 256 products of values <= ~10 at ~1e-16
+    # relative: 1e-10 (relative to the output's scale) is slack, not a measurement.
+    from shapes.rl.fastmm import numpy_matmul
+
+    m = float64(copy.deepcopy(model))
+    gen = torch.Generator().manual_seed(4)
+    z = torch.randn((3, 4, 16, 16), generator=gen, dtype=torch.float64)
+    t = torch.tensor([10, 500, 990])
+    with torch.no_grad():
+        c = m.encode_text(m.tokenize(["a red circle", "a blue square", ""]))
+
+    def run():
+        for p in m.unet.parameters():
+            p.grad = None
+            p.requires_grad_(True)
+        e = m.eps(z, t, c)
+        (e * torch.linspace(-1, 1, e.numel(), dtype=torch.float64).view_as(e)).sum().backward()
+        return e.detach(), [p.grad.clone() for p in m.unet.parameters()]
+
+    ref, gref = run()
+    with numpy_matmul():
+        out, g = run()
+    assert torch.allclose(out, ref, rtol=0, atol=1e-10 * float(ref.abs().max()))
+    for a, b in zip(g, gref):
+        assert torch.allclose(a, b, rtol=0, atol=1e-10 * (float(b.abs().max()) + 1e-12))
+    # Outside the block torch's own product is back.
+    from shapes.rl import fastmm
+
+    assert torch.nn.functional.linear is not fastmm.numpy_linear
+    assert torch.Tensor.__matmul__ is fastmm._ORIGINAL_MATMUL
