@@ -102,8 +102,36 @@ export interface TileChoice {
   tiles: number;
   /** Pixels the network computes ÷ pixels of the photo (1 for one tile). */
   computedRatio: number;
-  /** Why this plan: 'one tile', 'memory budget' or 'smallest tile' (when even that is over). */
-  reason: 'one tile' | 'memory budget' | 'smallest tile';
+  /**
+   * Why this plan: 'one tile', 'memory budget', 'smallest tile' (when even that is over the
+   * budget) or 'asked' (the caller gave the tile).
+   */
+  reason: 'one tile' | 'memory budget' | 'smallest tile' | 'asked';
+}
+
+/** The plan of `tileWidth` × `tileHeight` tiles over a `width` × `height` image, described. */
+export function describeTiles(
+  width: number,
+  height: number,
+  tile: { width: number; height: number; overlap: number; multiple: number },
+  reason: TileChoice['reason'],
+): TileChoice {
+  const { overlap, multiple } = tile;
+  const tiles = planTiles(width, height, {
+    tile: tile.width,
+    tileHeight: tile.height,
+    overlap,
+    multiple,
+  });
+  const first = tiles[0] as Tile;
+  return {
+    tileWidth: first.width,
+    tileHeight: first.height,
+    overlap,
+    tiles: tiles.length,
+    computedRatio: (tiles.length * first.width * first.height) / (width * height),
+    reason,
+  };
 }
 
 /** The smallest tile side that covers `length` in `n` tiles overlapping by `overlap`. */
@@ -139,18 +167,8 @@ export function chooseTiles(
   requireInteger('min tile', minTile, multiple);
   const free = memory.budgetBytes - memory.baseBytes - memory.imageBytesPerPixel * width * height;
   const maxPixels = Math.min(maxTilePixels, Math.floor(free / memory.networkBytesPerPixel));
-  const evaluate = (tw: number, th: number, reason: TileChoice['reason']): TileChoice => {
-    const tiles = planTiles(width, height, { tile: tw, tileHeight: th, overlap, multiple });
-    const first = tiles[0] as Tile;
-    return {
-      tileWidth: first.width,
-      tileHeight: first.height,
-      overlap,
-      tiles: tiles.length,
-      computedRatio: (tiles.length * first.width * first.height) / (width * height),
-      reason,
-    };
-  };
+  const evaluate = (tw: number, th: number, reason: TileChoice['reason']): TileChoice =>
+    describeTiles(width, height, { width: tw, height: th, overlap, multiple }, reason);
   if (width * height <= maxPixels) return evaluate(width, height, 'one tile');
   let best: TileChoice | undefined;
   const small = Math.min(minTile, width, height);

@@ -8,11 +8,13 @@ import { RetraceError, throwIfAborted } from '../errors.js';
 import {
   chooseTiles,
   cropTile,
+  describeTiles,
   featherWeight,
   fieldNoise,
   planTiles,
   TileBlender,
   type MemoryModel,
+  type TileChoice,
 } from '../images/tiling.js';
 import type { RunOptions } from '../progress.js';
 import { GaussianField } from '../runtime/rng.js';
@@ -62,15 +64,8 @@ export interface RestoreOutput {
   seconds: number;
 }
 
-export interface TilePlan {
-  tileWidth: number;
-  tileHeight: number;
-  overlap: number;
-  tiles: number;
-  /** Pixels the network computes ÷ pixels of the (padded) photo. */
-  computedRatio: number;
-  reason: 'one tile' | 'memory budget' | 'smallest tile' | 'asked';
-}
+/** The tile plan of a restore: tile size, overlap, count, pixels computed ÷ the photo's, why. */
+export type TilePlan = TileChoice;
 
 /**
  * The tile plan `restoreImage` uses for a photo of `width` × `height` with this pack and these
@@ -106,16 +101,8 @@ export function restoreTilePlan(
       memory: RESTORE_MEMORY,
     });
   }
-  const tiles = planTiles(w, h, { tile: options.tile, overlap, multiple });
-  const first = tiles[0] as { width: number; height: number };
-  return {
-    tileWidth: first.width,
-    tileHeight: first.height,
-    overlap,
-    tiles: tiles.length,
-    computedRatio: (tiles.length * first.width * first.height) / (w * h),
-    reason: 'asked',
-  };
+  const side = { width: options.tile, height: options.tile, overlap, multiple };
+  return describeTiles(w, h, side, 'asked');
 }
 
 /** Reflect-pads a [3, H, W] image on the right and bottom to `width` × `height`. */
