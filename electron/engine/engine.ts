@@ -254,22 +254,6 @@ function toModelImage(image: RgbImage): ModelImage {
   return { chw: toModelInput32(image), width: image.width, height: image.height };
 }
 
-/** The same as `toModelImage`, reusing the image's planes (the image is consumed). */
-function toModelImageInPlace(image: RgbImage): ModelImage {
-  const chw = image.data;
-  for (let i = 0; i < chw.length; i++) chw[i] = 2 * (chw[i] as number) - 1;
-  return { chw, width: image.width, height: image.height };
-}
-
-/** [−1, 1] network output → [0, 1] written into `target` (clamped, NaN → 0), which it returns. */
-function fromModelOutputInto(target: Float32Array, data: Float32Array): Float32Array {
-  for (let i = 0; i < target.length; i++) {
-    const v = ((data[i] as number) + 1) / 2;
-    target[i] = v > 0 ? (v < 1 ? v : 1) : 0;
-  }
-  return target;
-}
-
 function toRgb(image: ModelImage, alpha?: Float32Array): RgbImage {
   return fromModelOutput(image.chw, image.width, image.height, alpha);
 }
@@ -1075,7 +1059,7 @@ export class Engine {
         // a 24 MP photo costs one set of Float32 planes here, not three (RESTORE_MEMORY).
         const restored = await restoreImage(
           model,
-          toModelImageInPlace(image),
+          { chw: toModelInput32(image, image.data), width: image.width, height: image.height },
           {
             seed: fileSeed(params.seed, input.relative),
             ...(params.tile !== undefined ? { tile: params.tile } : {}),
@@ -1088,14 +1072,10 @@ export class Engine {
             onProgress: (e) => run.onProgress?.({ ...e, detail: input.relative }),
           },
         );
-        const out = fromModelOutputInto(image.data, restored.image.chw);
-        return {
-          width: image.width,
-          height: image.height,
-          data: out,
-          ...(image.alpha ? { alpha: image.alpha } : {}),
-          meta: { ...image.meta },
-        };
+        const { width, height, chw } = restored.image;
+        const out = fromModelOutput(chw, width, height, image.alpha, image.data);
+        out.meta = { ...image.meta };
+        return out;
       },
       save: async (image, output, input) => {
         await mkdir(path.dirname(output), { recursive: true });

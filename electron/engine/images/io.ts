@@ -598,22 +598,28 @@ export function toModelInput(image: RgbImage): Float64Array {
 
 /**
  * `toModelInput` as Float32, for callers that keep whole photos in float32 anyway: a 24 MP
- * photo then costs 288 MB here instead of a 576 MB Float64 intermediate.
+ * photo then costs 288 MB here instead of a 576 MB Float64 intermediate. `out` may be
+ * `image.data` itself (the image is then consumed: no second set of planes at all).
  */
-export function toModelInput32(image: RgbImage): Float32Array {
-  const out = new Float32Array(image.data.length);
+export function toModelInput32(
+  image: RgbImage,
+  out: Float32Array = new Float32Array(image.data.length),
+): Float32Array {
   for (let i = 0; i < out.length; i++) out[i] = 2 * (image.data[i] as number) - 1;
   return out;
 }
 
-/** [−1, 1] network output → an image in [0, 1], clamped (NaN → 0). */
+/**
+ * [−1, 1] network output → an image in [0, 1], clamped (NaN → 0), written into `out` (a new
+ * array unless given: a restore reuses its photo's planes).
+ */
 export function fromModelOutput(
   data: Float64Array | Float32Array,
   width: number,
   height: number,
   alpha?: Float32Array,
+  out: Float32Array = new Float32Array(data.length),
 ): RgbImage {
-  const out = new Float32Array(data.length);
   for (let i = 0; i < out.length; i++) {
     const v = ((data[i] as number) + 1) / 2;
     out[i] = v > 0 ? (v < 1 ? v : 1) : 0;
